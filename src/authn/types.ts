@@ -1,0 +1,55 @@
+import type { Principal } from '../authz/claims.js';
+
+/**
+ * Reasons a token is refused, from a fixed vocabulary shared by the response
+ * (`error_description`), the audit line and the metrics.
+ */
+export type TokenFailureReason =
+  | 'malformed'
+  | 'too_large'
+  | 'unknown_issuer'
+  | 'alg_not_allowed'
+  | 'bad_signature'
+  | 'unknown_kid'
+  | 'expired'
+  | 'not_yet_valid'
+  | 'exp_missing'
+  | 'wrong_audience'
+  | 'wrong_typ'
+  | 'crit_unsupported'
+  | 'claim_invalid'
+  | 'issuer_not_allowed';
+
+export interface TokenFailure {
+  readonly ok: false;
+  /** `invalid_token` → 401; `verifier_unavailable` / `overloaded` → 503 with Retry-After. */
+  readonly code: 'invalid_token' | 'verifier_unavailable' | 'overloaded';
+  readonly reason: TokenFailureReason | 'verifier_unavailable' | 'overloaded';
+  /** Public text for `error_description`; never contains the token. */
+  readonly description: string;
+}
+
+export interface TokenSuccess {
+  readonly ok: true;
+  readonly principal: Principal;
+}
+
+export type VerifyResult = TokenSuccess | TokenFailure;
+
+/** How a verification was answered, for the audit line and metrics. */
+export type CacheOutcome = 'hit' | 'miss' | 'negative';
+
+export interface Verifier {
+  /**
+   * Synchronous cache look-up (the hot path): a cached success, a cached failure
+   * (negative cache), or undefined on a miss. `exp` is re-checked on every hit.
+   */
+  lookup(token: string): VerifyResult | undefined;
+  /** Full verification (worker pool, or main thread when threads = 0); fills the cache. */
+  verify(token: string): Promise<VerifyResult>;
+  /** Fetches every issuer's keys once; resolves even when a fetch fails (readiness reports it). */
+  start(): Promise<void>;
+  /** Readiness: false while some issuer has never had a usable key set. */
+  readiness(): { ready: boolean; issuers: Record<string, { ok: boolean; error?: string; fetchedAt?: number }> };
+  close(): Promise<void>;
+}

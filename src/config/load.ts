@@ -1,0 +1,290 @@
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { isIP } from 'node:net';
+import YAML from 'yaml';
+import type { z } from 'zod';
+import { configSchema, type RawConfig, type RawIssuer, type RawRoute } from './schema.js';
+import { parseDuration } from './duration.js';
+import type { CompiledConfig, CompiledIssuer, CompiledRoute, CompiledUpstream, KeySource, MfaPolicy } from './types.js';
+import { PROFILES } from '../authz/profiles.js';
+
+/** One problem with a config file, as `path.to.key: what is wrong` (DESIGN.md, `check`). */
+export interface ConfigProblem {
+  readonly path: string;
+  readonly message: string;
+}
+
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+  constructor(readonly problems: readonly ConfigProblem[]) {
+    super(problems.map(formatProblem).join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+export function formatProblem(p: ConfigProblem): string {
+  return `${p.path || '(root)'}: ${p.message}`;
+}
+
+function pathText(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else out += out ? `.${String(seg)}` : String(seg);
+  }
+  return out;
+}
+
+function zodProblems(error: z.ZodError): ConfigProblem[] {
+  const out: ConfigProblem[] = [];
+  for (const issue of error.issues) {
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) out.push({ path: pathText([...issue.path, key]), message: 'unknown key' });
+    } else if (issue.code === 'invalid_type' && issue.input === undefined) {
+      out.push({ path: pathText(issue.path), message: `is required (${issue.expected})` });
+    } else {
+      out.push({ path: pathText(issue.path), message: issue.message });
+    }
+  }
+  return out;
+}
+
+/** Reads and parses a YAML or JSON file (JSON is YAML 1.2, but a `.json` file is parsed strictly). */
+export function readConfigFile(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError([{ path: '(file)', message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }]);
+  }
+  try {
+    if (file.endsWith('.json')) return JSON.parse(text);
+    const doc = YAML.parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+    if (doc.errors.length > 0) {
+      throw new ConfigError(doc.errors.map((e) => ({ path: '(file)', message: `YAML: ${e.message.split('\n')[0]}` })));
+    }
+    return doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError([{ path: '(file)', message: `cannot parse ${file}: ${(err as Error).message.split('\n')[0]}` }]);
+  }
+}
+
+/** Loads, validates and compiles a config file. Throws ConfigError listing every problem. */
+export function loadConfig(file: string): CompiledConfig {
+  const abs = resolve(file);
+  return compileConfig(readConfigFile(abs), dirname(abs));
+}
+
+/** Validates raw config data and compiles it into the frozen runtime table. */
+export function compileConfig(data: unknown, baseDir: string): CompiledConfig {
+  const parsed = configSchema.safeParse(data ?? {});
+  if (!parsed.success) throw new ConfigError(zodProblems(parsed.error));
+  const raw = parsed.data;
+  const problems: ConfigProblem[] = [];
+  const ms = (s: string) => parseDuration(s)!;
+  const file = (p: string) => resolve(baseDir, p);
+  const checkFile = (path: string, p: string) => {
+    const f = file(p);
+    if (!existsSync(f)) problems.push({ path, message: `file not found: ${f}` });
+    else if (!statSync(f).isFile()) problems.push({ path, message: `not a file: ${f}` });
+  };
+
+  if (raw.listen.tls) {
+    checkFile('listen.tls.cert', raw.listen.tls.cert);
+    checkFile('listen.tls.key', raw.listen.tls.key);
+  }
+  if (raw.listen.port !== 0 && raw.listen.port === raw.admin.port && raw.listen.host === raw.admin.host) {
+    problems.push({ path: 'admin.port', message: 'must differ from listen.port (the admin listener is never proxied)' });
+  }
+  raw.server.trustedProxies.forEach((p, i) => {
+    const [addr, bits, extra] = p.split('/');
+    const fam = isIP(addr ?? '');
+    const max = fam === 6 ? 128 : 32;
+    if (!fam || extra !== undefined || (bits !== undefined && !(/^\d+$/.test(bits) && Number(bits) <= max))) {
+      problems.push({ path: `server.trustedProxies[${i}]`, message: 'must be an IP address or CIDR block' });
+    }
+  });
+
+  // Issuers.
+  const issuerNames = new Set<string>();
+  const issuers: CompiledIssuer[] = [];
+  raw.issuers.forEach((iss, i) => {
+    const at = `issuers[${i}]`;
+    if (issuerNames.has(iss.name)) problems.push({ path: `${at}.name`, message: `duplicate issuer name ${iss.name}` });
+    issuerNames.add(iss.name);
+    if (raw.issuers.findIndex((o) => o.issuer === iss.issuer) !== i) {
+      problems.push({ path: `${at}.issuer`, message: `issuer ${iss.issuer} is configured twice` });
+    }
+    const sources = [iss.discovery === true, iss.jwksUri !== undefined, iss.jwksFile !== undefined].filter(Boolean).length;
+    if (sources !== 1) {
+      problems.push({ path: at, message: 'needs exactly one of discovery: true, jwksUri, jwksFile' });
+    }
+    if (iss.discovery === true && !/^https?:\/\//.test(iss.issuer)) {
+      problems.push({ path: `${at}.issuer`, message: 'discovery needs an http(s) issuer URL' });
+    }
+    if (iss.jwksFile !== undefined) checkFile(`${at}.jwksFile`, iss.jwksFile);
+    issuers.push(compileIssuer(iss, file, ms));
+  });
+
+  // Upstreams.
+  const upstreams = new Map<string, CompiledUpstream>();
+  for (const [name, u] of Object.entries(raw.upstreams)) {
+    const url = new URL(u.url);
+    if (url.search || url.hash) problems.push({ path: `upstreams.${name}.url`, message: 'must not have a query or fragment' });
+    upstreams.set(
+      name,
+      Object.freeze({
+        name,
+        origin: url.origin,
+        basePath: url.pathname.replace(/\/+$/, ''),
+        connections: u.connections,
+        maxQueue: u.maxQueue,
+        connectTimeoutMs: ms(u.timeouts.connect),
+        headersTimeoutMs: ms(u.timeouts.headers),
+        bodyTimeoutMs: ms(u.timeouts.body),
+      }),
+    );
+  }
+
+  // Routes.
+  const mfa: MfaPolicy = Object.freeze({
+    amr: Object.freeze([...raw.mfa.amr]),
+    acr: Object.freeze([...raw.mfa.acr]),
+    maxAgeSec: Math.floor(ms(raw.mfa.maxAge) / 1000),
+  });
+  const seenPaths = new Map<string, number>();
+  const seenNames = new Set<string>();
+  const routes: CompiledRoute[] = [];
+  raw.routes.forEach((r, i) => {
+    const at = `routes[${i}]`;
+    const prefix = r.path.endsWith('/') ? r.path.slice(0, -1) : r.path;
+    const prev = seenPaths.get(prefix);
+    if (prev !== undefined) problems.push({ path: `${at}.path`, message: `duplicate route path (same as routes[${prev}])` });
+    seenPaths.set(prefix, i);
+    const name = r.name ?? r.path;
+    if (r.name !== undefined && seenNames.has(r.name)) problems.push({ path: `${at}.name`, message: `duplicate route name ${r.name}` });
+    seenNames.add(name);
+    if (!upstreams.has(r.upstream)) {
+      problems.push({ path: `${at}.upstream`, message: `unknown upstream ${r.upstream}; one of ${[...upstreams.keys()].join(', ') || '(none)'}` });
+    }
+    (r.issuers ?? []).forEach((n, j) => {
+      if (!issuerNames.has(n)) problems.push({ path: `${at}.issuers[${j}]`, message: `unknown issuer ${n}` });
+    });
+    if (r.auth !== 'none' && raw.issuers.length === 0) {
+      problems.push({ path: `${at}.auth`, message: `auth: ${r.auth} needs at least one entry in issuers` });
+    }
+    if (r.auth !== 'mfa' && (r.mfa !== undefined || r.acr !== undefined)) {
+      problems.push({ path: `${at}.auth`, message: 'mfa / acr requirements need auth: mfa' });
+    }
+    if (r.auth === 'none' && (r.roles || r.scopes || r.groups || r.issuers)) {
+      problems.push({ path: `${at}.auth`, message: 'roles / scopes / groups / issuers need auth: token or mfa' });
+    }
+    routes.push(compileRoute(r, name, prefix, mfa, ms));
+  });
+
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  routes.sort((a, b) => b.prefix.length - a.prefix.length);
+  const cache = raw.verifier.cache;
+  return deepFreeze({
+    listen: {
+      host: raw.listen.host,
+      port: raw.listen.port,
+      tls: raw.listen.tls ? { ...raw.listen.tls, cert: file(raw.listen.tls.cert), key: file(raw.listen.tls.key) } : null,
+    },
+    admin: { host: raw.admin.host, port: raw.admin.port },
+    server: {
+      drainTimeoutMs: ms(raw.server.drainTimeout),
+      maxBodyBytes: raw.server.maxBodyBytes,
+      trustedProxies: raw.server.trustedProxies,
+    },
+    verifier: {
+      threads: raw.verifier.threads,
+      maxQueue: raw.verifier.maxQueue,
+      maxTokenBytes: raw.verifier.maxTokenBytes,
+      cacheMax: cache.max,
+      cacheMaxTtlMs: ms(cache.maxTtl),
+      negativeTtlMs: ms(cache.negativeTtl),
+      negativeMax: cache.negativeMax,
+      jwksCooldownMs: ms(raw.verifier.jwksCooldown),
+      jwksTimeoutMs: ms(raw.verifier.jwksTimeout),
+    },
+    issuers,
+    upstreams,
+    mfa,
+    routes,
+    identityHeaders: Object.fromEntries(
+      Object.entries(raw.identityHeaders).map(([k, v]) => [k, v.toLowerCase()]),
+    ) as unknown as CompiledConfig['identityHeaders'],
+    baseDir,
+  });
+}
+
+function compileIssuer(iss: RawIssuer, file: (p: string) => string, ms: (s: string) => number): CompiledIssuer {
+  const profile = PROFILES[iss.profile];
+  const keys: KeySource = iss.jwksFile
+    ? { kind: 'jwksFile', path: file(iss.jwksFile) }
+    : iss.jwksUri
+      ? { kind: 'jwksUri', url: iss.jwksUri }
+      : // OIDC Discovery 1.0 §4: the issuer's path is kept, `/.well-known/openid-configuration` appended.
+        { kind: 'discovery', url: `${iss.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration` };
+  const split = (p: string) => Object.freeze(p.split('.'));
+  const typ = iss.typ ? iss.typ.toLowerCase().replace(/^application\//, '') : null;
+  return {
+    name: iss.name,
+    issuer: iss.issuer,
+    profile: iss.profile,
+    keys,
+    audience: iss.audience,
+    algorithms: iss.algorithms,
+    clockToleranceSec: Math.floor(ms(iss.clockTolerance) / 1000),
+    typ,
+    claims: {
+      subject: split(iss.claims.subject ?? profile.claims.subject),
+      roles: split(iss.claims.roles ?? profile.claims.roles),
+      scopes: split(iss.claims.scopes ?? profile.claims.scopes),
+      groups: split(iss.claims.groups ?? profile.claims.groups),
+    },
+    mfaEvidence: { amr: iss.mfa?.amr ?? profile.mfa.amr, acr: iss.mfa?.acr ?? profile.mfa.acr },
+  };
+}
+
+function compileRoute(r: RawRoute, name: string, prefix: string, mfa: MfaPolicy, ms: (s: string) => number): CompiledRoute {
+  const methods = r.methods ? new Set<string>(r.methods) : null;
+  // RFC 9110 §9.3.2: HEAD is allowed wherever GET is.
+  if (methods?.has('GET')) methods.add('HEAD');
+  return {
+    name,
+    path: r.path,
+    prefix,
+    methods,
+    allow: methods ? [...methods].join(', ') : '',
+    upstream: r.upstream,
+    stripPrefix: r.stripPrefix,
+    forwardAuthorization: r.forwardAuthorization,
+    policy: {
+      auth: r.auth,
+      issuers: r.issuers ? new Set(r.issuers) : null,
+      roles: r.roles ?? [],
+      scopes: r.scopes ?? [],
+      groups: r.groups ?? [],
+      mfa: {
+        amr: r.mfa?.amr ?? mfa.amr,
+        acr: r.mfa?.acr ?? mfa.acr,
+        maxAgeSec: r.mfa?.maxAge !== undefined ? Math.floor(ms(r.mfa.maxAge) / 1000) : mfa.maxAgeSec,
+      },
+      requiredAcr: r.acr ?? [],
+    },
+  };
+}
+
+/** Freezes plain objects and arrays recursively (Maps and Sets are left as they are: read-only by type). */
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    if (value instanceof Map) for (const v of value.values()) deepFreeze(v);
+    else if (!(value instanceof Set)) for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

@@ -1,0 +1,180 @@
+import { z } from 'zod';
+import { parseDuration } from './duration.js';
+
+/**
+ * The config file's schema (DESIGN.md "Config file"). Every object is strict: an
+ * unknown key is an error, never silently ignored, because a misspelt security key
+ * (`roels:`) must not turn into "no requirement".
+ */
+
+export const duration = z.string().refine((s) => parseDuration(s) !== undefined, {
+  message: 'must be a duration such as 500ms, 30s, 15m, 1h',
+});
+
+const host = z.string().min(1, 'must not be empty');
+const port = z.number().int().min(0).max(65535);
+const nonEmptyString = z.string().min(1, 'must not be empty');
+const stringList = z.array(nonEmptyString);
+const httpUrl = z.string().refine(
+  (s) => {
+    try {
+      const u = new URL(s);
+      return u.protocol === 'http:' || u.protocol === 'https:';
+    } catch {
+      return false;
+    }
+  },
+  { message: 'must be an http:// or https:// URL' },
+);
+
+const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;
+const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+
+export const tlsSchema = z.strictObject({ cert: nonEmptyString, key: nonEmptyString, passphrase: z.string().optional() });
+
+export const listenSchema = z.strictObject({
+  host: host.default('0.0.0.0'),
+  port: port.default(8080),
+  tls: tlsSchema.optional(),
+});
+
+export const adminSchema = z.strictObject({
+  host: host.default('127.0.0.1'),
+  port: port.default(9901),
+});
+
+export const serverSchema = z.strictObject({
+  /** How long SIGTERM waits for in-flight requests before closing what is left. */
+  drainTimeout: duration.default('10s'),
+  /** Largest request body the gateway streams upstream (bytes); larger → 413. 0 = no limit. */
+  maxBodyBytes: z.number().int().min(0).default(0),
+  /**
+   * Peers whose `X-Forwarded-For` is trusted (appended to rather than replaced).
+   * Exact IPv4/IPv6 addresses or CIDR blocks.
+   */
+  trustedProxies: z.array(nonEmptyString).default([]),
+});
+
+export const verifierSchema = z.strictObject({
+  threads: z.number().int().min(0).max(64).default(2),
+  maxQueue: z.number().int().min(1).default(1024),
+  maxTokenBytes: z.number().int().min(256).max(65536).default(8192),
+  cache: z
+    .strictObject({
+      max: z.number().int().min(1).default(100_000),
+      maxTtl: duration.default('5m'),
+      negativeTtl: duration.default('10s'),
+      negativeMax: z.number().int().min(1).default(10_000),
+    })
+    .prefault({}),
+  jwksCooldown: duration.default('30s'),
+  /** Time allowed for one key-set or discovery fetch. */
+  jwksTimeout: duration.default('5s'),
+});
+
+const claimPaths = z.strictObject({
+  subject: nonEmptyString.optional(),
+  roles: nonEmptyString.optional(),
+  scopes: nonEmptyString.optional(),
+  groups: nonEmptyString.optional(),
+});
+
+export const issuerSchema = z.strictObject({
+  name: nonEmptyString,
+  issuer: nonEmptyString,
+  profile: z.enum(['generic', 'keycloak', 'okta', 'auth0', 'entra']).default('generic'),
+  discovery: z.boolean().optional(),
+  jwksUri: httpUrl.optional(),
+  jwksFile: nonEmptyString.optional(),
+  audience: z.array(nonEmptyString).min(1, 'must list at least one audience'),
+  algorithms: z
+    .array(z.string())
+    .min(1, 'must list at least one algorithm')
+    .default(['RS256', 'ES256', 'EdDSA'])
+    .superRefine((algs, ctx) => {
+      algs.forEach((a, i) => {
+        if (!(ALGORITHMS as readonly string[]).includes(a)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [i],
+            message:
+              a === 'none' || a.startsWith('HS')
+                ? `${a} is never accepted (RFC 8725 §3.1: no "none", no HMAC with public keys)`
+                : `unknown algorithm ${a}; one of ${ALGORITHMS.join(', ')}`,
+          });
+        }
+      });
+    }),
+  clockTolerance: duration.default('30s'),
+  typ: nonEmptyString.optional(),
+  claims: claimPaths.prefault({}),
+  /** Extra MFA evidence this issuer emits (its profile sets defaults). */
+  mfa: z.strictObject({ amr: stringList.optional(), acr: stringList.optional() }).optional(),
+});
+
+export const upstreamSchema = z.strictObject({
+  url: httpUrl,
+  connections: z.number().int().min(1).max(65536).default(128),
+  /** Requests that may wait for a free connection before the gateway answers 503. */
+  maxQueue: z.number().int().min(0).default(1024),
+  timeouts: z
+    .strictObject({ connect: duration.default('2s'), headers: duration.default('30s'), body: duration.default('30s') })
+    .prefault({}),
+});
+
+export const mfaSchema = z.strictObject({
+  amr: stringList.default(['mfa']),
+  acr: stringList.default([]),
+  maxAge: duration.default('12h'),
+});
+
+const routeMfaSchema = z.strictObject({ amr: stringList.optional(), acr: stringList.optional(), maxAge: duration.optional() });
+
+export const routeSchema = z.strictObject({
+  name: nonEmptyString.optional(),
+  path: z
+    .string()
+    .refine((p) => p.startsWith('/'), { message: 'must start with /' })
+    .refine((p) => !/[?#\\%\s]/.test(p) && !/(^|\/)\.\.?(\/|$)/.test(p) && !p.includes('//'), {
+      message: 'must be a normalized path (no ?, #, %, \\, whitespace, // or dot segments)',
+    }),
+  methods: z.array(z.enum(HTTP_METHODS)).min(1).optional(),
+  upstream: nonEmptyString,
+  stripPrefix: z.boolean().default(false),
+  auth: z.enum(['none', 'token', 'mfa']).default('mfa'),
+  issuers: stringList.optional(),
+  roles: stringList.optional(),
+  scopes: stringList.optional(),
+  groups: stringList.optional(),
+  mfa: routeMfaSchema.optional(),
+  acr: stringList.optional(),
+  /** Whether the client's Authorization header is forwarded upstream. */
+  forwardAuthorization: z.boolean().default(true),
+});
+
+export const identityHeadersSchema = z.strictObject({
+  subject: nonEmptyString.default('x-auth-subject'),
+  roles: nonEmptyString.default('x-auth-roles'),
+  scopes: nonEmptyString.default('x-auth-scopes'),
+  groups: nonEmptyString.default('x-auth-groups'),
+  amr: nonEmptyString.default('x-auth-amr'),
+  acr: nonEmptyString.default('x-auth-acr'),
+  issuer: nonEmptyString.default('x-auth-issuer'),
+  authTime: nonEmptyString.default('x-auth-time'),
+});
+
+export const configSchema = z.strictObject({
+  listen: listenSchema.prefault({}),
+  admin: adminSchema.prefault({}),
+  server: serverSchema.prefault({}),
+  verifier: verifierSchema.prefault({}),
+  issuers: z.array(issuerSchema).default([]),
+  upstreams: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'upstream names use A-Z a-z 0-9 _ . -'), upstreamSchema),
+  mfa: mfaSchema.prefault({}),
+  routes: z.array(routeSchema).min(1, 'must list at least one route'),
+  identityHeaders: identityHeadersSchema.prefault({}),
+});
+
+export type RawConfig = z.output<typeof configSchema>;
+export type RawIssuer = z.output<typeof issuerSchema>;
+export type RawRoute = z.output<typeof routeSchema>;

@@ -1,0 +1,121 @@
+/**
+ * The compiled, frozen runtime table the hot path reads (STYLE.md "Validate once,
+ * compile, freeze"). Durations are numbers here; nothing on the request path parses
+ * config text again.
+ */
+
+export type AuthMode = 'none' | 'token' | 'mfa';
+
+/** A dotted claim path, split once at load time (`realm_access.roles` → ['realm_access', 'roles']). */
+export type ClaimPath = readonly string[];
+
+export interface MfaPolicy {
+  /** Any of these in `amr` satisfies MFA (RFC 8176). */
+  readonly amr: readonly string[];
+  /** Any of these `acr` values also satisfies MFA. */
+  readonly acr: readonly string[];
+  /** `auth_time` must be at most this old, in seconds. */
+  readonly maxAgeSec: number;
+}
+
+export interface RoutePolicy {
+  readonly auth: AuthMode;
+  /** Issuer names allowed on the route; null = every configured issuer. */
+  readonly issuers: ReadonlySet<string> | null;
+  readonly roles: readonly string[]; // any-of
+  readonly scopes: readonly string[]; // all-of
+  readonly groups: readonly string[]; // any-of
+  /** Global `mfa` with the route's `mfa` keys replacing those of the same name. */
+  readonly mfa: MfaPolicy;
+  /** The route's own required `acr` values (step-up), on top of MFA; empty = none. */
+  readonly requiredAcr: readonly string[];
+}
+
+export interface CompiledRoute {
+  readonly name: string;
+  /** The path as configured (e.g. `/orders/`). */
+  readonly path: string;
+  /** The path without a trailing slash (`/orders`); `''` for the root route `/`. */
+  readonly prefix: string;
+  readonly methods: ReadonlySet<string> | null;
+  /** Value of the `Allow` header for a 405. */
+  readonly allow: string;
+  readonly upstream: string;
+  readonly stripPrefix: boolean;
+  readonly forwardAuthorization: boolean;
+  readonly policy: RoutePolicy;
+}
+
+export type KeySource =
+  | { readonly kind: 'discovery'; readonly url: string }
+  | { readonly kind: 'jwksUri'; readonly url: string }
+  | { readonly kind: 'jwksFile'; readonly path: string };
+
+export interface CompiledIssuer {
+  readonly name: string;
+  /** Exact match with the token's `iss`. */
+  readonly issuer: string;
+  readonly profile: 'generic' | 'keycloak' | 'okta' | 'auth0' | 'entra';
+  readonly keys: KeySource;
+  readonly audience: readonly string[];
+  readonly algorithms: readonly string[];
+  readonly clockToleranceSec: number;
+  /** Required `typ`, normalized: lower case, without `application/` (RFC 9068 §2.1, RFC 7515 §4.1.9). */
+  readonly typ: string | null;
+  readonly claims: {
+    readonly subject: ClaimPath;
+    readonly roles: ClaimPath;
+    readonly scopes: ClaimPath;
+    readonly groups: ClaimPath;
+  };
+  /** MFA evidence this issuer emits besides the route's policy (from its profile or config). */
+  readonly mfaEvidence: { readonly amr: readonly string[]; readonly acr: readonly string[] };
+}
+
+export interface CompiledUpstream {
+  readonly name: string;
+  readonly origin: string;
+  /** Path prefix of the upstream URL, without a trailing slash ('' for none). */
+  readonly basePath: string;
+  readonly connections: number;
+  readonly maxQueue: number;
+  readonly connectTimeoutMs: number;
+  readonly headersTimeoutMs: number;
+  readonly bodyTimeoutMs: number;
+}
+
+export interface IdentityHeaderNames {
+  readonly subject: string;
+  readonly roles: string;
+  readonly scopes: string;
+  readonly groups: string;
+  readonly amr: string;
+  readonly acr: string;
+  readonly issuer: string;
+  readonly authTime: string;
+}
+
+export interface CompiledConfig {
+  readonly listen: { readonly host: string; readonly port: number; readonly tls: { readonly cert: string; readonly key: string; readonly passphrase?: string } | null };
+  readonly admin: { readonly host: string; readonly port: number };
+  readonly server: { readonly drainTimeoutMs: number; readonly maxBodyBytes: number; readonly trustedProxies: readonly string[] };
+  readonly verifier: {
+    readonly threads: number;
+    readonly maxQueue: number;
+    readonly maxTokenBytes: number;
+    readonly cacheMax: number;
+    readonly cacheMaxTtlMs: number;
+    readonly negativeTtlMs: number;
+    readonly negativeMax: number;
+    readonly jwksCooldownMs: number;
+    readonly jwksTimeoutMs: number;
+  };
+  readonly issuers: readonly CompiledIssuer[];
+  readonly upstreams: ReadonlyMap<string, CompiledUpstream>;
+  readonly mfa: MfaPolicy;
+  /** Routes sorted by prefix length, longest first. */
+  readonly routes: readonly CompiledRoute[];
+  readonly identityHeaders: IdentityHeaderNames;
+  /** Directory of the config file; relative file paths in it were resolved against it. */
+  readonly baseDir: string;
+}
