@@ -23,6 +23,8 @@ export const ERRORS = {
     message: 'A stronger or more recent authentication is required.',
   },
   insufficient_scope: { status: 403, error: 'insufficient_scope', message: 'The access token lacks a required role, scope or group.' },
+  // RFC 6585 §5. uWS offers no header-size limit of its own to configure, so the gateway counts.
+  headers_too_large: { status: 431, error: 'request_header_fields_too_large', message: 'The request header block is larger than 16 KiB.' },
   payload_too_large: { status: 413, error: 'payload_too_large', message: 'The request body is too large.' },
   rate_limited: { status: 429, error: 'rate_limited', message: 'Too many requests.' },
   upstream_unavailable: { status: 502, error: 'bad_gateway', message: 'The upstream refused or reset the connection.' },
@@ -46,6 +48,7 @@ export const STATUS_LINE: Readonly<Record<number, string>> = Object.freeze({
   405: '405 Method Not Allowed',
   413: '413 Payload Too Large',
   429: '429 Too Many Requests',
+  431: '431 Request Header Fields Too Large',
   500: '500 Internal Server Error',
   502: '502 Bad Gateway',
   503: '503 Service Unavailable',

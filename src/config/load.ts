@@ -35,13 +35,23 @@ function pathText(path: readonly PropertyKey[]): string {
   return out;
 }
 
-function zodProblems(error: z.ZodError): ConfigProblem[] {
+function valueAt(data: unknown, path: readonly PropertyKey[]): unknown {
+  let cur = data;
+  for (const seg of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<PropertyKey, unknown>)[seg];
+  }
+  return cur;
+}
+
+function zodProblems(error: z.ZodError, data: unknown): ConfigProblem[] {
   const out: ConfigProblem[] = [];
   for (const issue of error.issues) {
     if (issue.code === 'unrecognized_keys') {
       for (const key of issue.keys) out.push({ path: pathText([...issue.path, key]), message: 'unknown key' });
-    } else if (issue.code === 'invalid_type' && issue.input === undefined) {
-      out.push({ path: pathText(issue.path), message: `is required (${issue.expected})` });
+    } else if (issue.code === 'invalid_type') {
+      const missing = valueAt(data, issue.path) === undefined;
+      out.push({ path: pathText(issue.path), message: missing ? `is required (${issue.expected})` : `must be a ${issue.expected}` });
     } else {
       out.push({ path: pathText(issue.path), message: issue.message });
     }
@@ -79,26 +89,43 @@ export function loadConfig(file: string): CompiledConfig {
 /** Validates raw config data and compiles it into the frozen runtime table. */
 export function compileConfig(data: unknown, baseDir: string): CompiledConfig {
   const parsed = configSchema.safeParse(data ?? {});
-  if (!parsed.success) throw new ConfigError(zodProblems(parsed.error));
-  const raw = parsed.data;
+  // Schema problems and cross-reference problems are listed together, so one
+  // `check` run shows everything that is wrong (DESIGN.md, `check`).
+  const problems = [...(parsed.success ? [] : zodProblems(parsed.error, data)), ...crossChecks(data, baseDir)];
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
+  return compileParsed(parsed.data, baseDir);
+}
+
+type Loose = Record<string, unknown>;
+const obj = (v: unknown): Loose => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Loose) : {});
+const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/**
+ * Checks that need more than one key: references between sections, duplicates and
+ * files. They read the raw data defensively, so they run even when the schema failed.
+ */
+function crossChecks(data: unknown, baseDir: string): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
-  const ms = (s: string) => parseDuration(s)!;
-  const file = (p: string) => resolve(baseDir, p);
-  const checkFile = (path: string, p: string) => {
-    const f = file(p);
+  const root = obj(data);
+  const checkFile = (path: string, p: unknown) => {
+    if (typeof p !== 'string' || p === '') return;
+    const f = resolve(baseDir, p);
     if (!existsSync(f)) problems.push({ path, message: `file not found: ${f}` });
     else if (!statSync(f).isFile()) problems.push({ path, message: `not a file: ${f}` });
   };
 
-  if (raw.listen.tls) {
-    checkFile('listen.tls.cert', raw.listen.tls.cert);
-    checkFile('listen.tls.key', raw.listen.tls.key);
-  }
-  if (raw.listen.port !== 0 && raw.listen.port === raw.admin.port && raw.listen.host === raw.admin.host) {
+  const listen = obj(root['listen']);
+  const admin = obj(root['admin']);
+  const tls = obj(listen['tls']);
+  checkFile('listen.tls.cert', tls['cert']);
+  checkFile('listen.tls.key', tls['key']);
+  const lp = listen['port'] ?? 8080;
+  if (lp !== 0 && lp === (admin['port'] ?? 9901) && (listen['host'] ?? '0.0.0.0') === (admin['host'] ?? '127.0.0.1')) {
     problems.push({ path: 'admin.port', message: 'must differ from listen.port (the admin listener is never proxied)' });
   }
-  raw.server.trustedProxies.forEach((p, i) => {
-    const [addr, bits, extra] = p.split('/');
+  arr(obj(root['server'])['trustedProxies']).forEach((p, i) => {
+    const [addr, bits, extra] = String(p).split('/');
     const fam = isIP(addr ?? '');
     const max = fam === 6 ? 128 : 32;
     if (!fam || extra !== undefined || (bits !== undefined && !(/^\d+$/.test(bits) && Number(bits) <= max))) {
@@ -106,85 +133,100 @@ export function compileConfig(data: unknown, baseDir: string): CompiledConfig {
     }
   });
 
-  // Issuers.
+  const issuers = arr(root['issuers']).map(obj);
   const issuerNames = new Set<string>();
-  const issuers: CompiledIssuer[] = [];
-  raw.issuers.forEach((iss, i) => {
+  issuers.forEach((iss, i) => {
     const at = `issuers[${i}]`;
-    if (issuerNames.has(iss.name)) problems.push({ path: `${at}.name`, message: `duplicate issuer name ${iss.name}` });
-    issuerNames.add(iss.name);
-    if (raw.issuers.findIndex((o) => o.issuer === iss.issuer) !== i) {
-      problems.push({ path: `${at}.issuer`, message: `issuer ${iss.issuer} is configured twice` });
+    const name = str(iss['name']);
+    if (name !== undefined) {
+      if (issuerNames.has(name)) problems.push({ path: `${at}.name`, message: `duplicate issuer name ${name}` });
+      issuerNames.add(name);
     }
-    const sources = [iss.discovery === true, iss.jwksUri !== undefined, iss.jwksFile !== undefined].filter(Boolean).length;
-    if (sources !== 1) {
-      problems.push({ path: at, message: 'needs exactly one of discovery: true, jwksUri, jwksFile' });
+    const issuer = str(iss['issuer']);
+    if (issuer !== undefined && issuers.findIndex((o) => o['issuer'] === issuer) !== i) {
+      problems.push({ path: `${at}.issuer`, message: `issuer ${issuer} is configured twice` });
     }
-    if (iss.discovery === true && !/^https?:\/\//.test(iss.issuer)) {
+    const sources = [iss['discovery'] === true, iss['jwksUri'] !== undefined, iss['jwksFile'] !== undefined].filter(Boolean).length;
+    if (sources !== 1) problems.push({ path: at, message: 'needs exactly one of discovery: true, jwksUri, jwksFile' });
+    if (iss['discovery'] === true && issuer !== undefined && !/^https?:\/\//.test(issuer)) {
       problems.push({ path: `${at}.issuer`, message: 'discovery needs an http(s) issuer URL' });
     }
-    if (iss.jwksFile !== undefined) checkFile(`${at}.jwksFile`, iss.jwksFile);
-    issuers.push(compileIssuer(iss, file, ms));
+    checkFile(`${at}.jwksFile`, iss['jwksFile']);
   });
 
-  // Upstreams.
+  const upstreams = obj(root['upstreams']);
+  for (const [name, u] of Object.entries(upstreams)) {
+    const url = str(obj(u)['url']);
+    if (url && /^https?:\/\//.test(url)) {
+      try {
+        const parsedUrl = new URL(url);
+        if (parsedUrl.search || parsedUrl.hash) problems.push({ path: `upstreams.${name}.url`, message: 'must not have a query or fragment' });
+      } catch {
+        /* the schema reports it */
+      }
+    }
+  }
+
+  const seenPaths = new Map<string, number>();
+  const seenNames = new Set<string>();
+  arr(root['routes']).map(obj).forEach((r, i) => {
+    const at = `routes[${i}]`;
+    const path = str(r['path']);
+    if (path !== undefined) {
+      const prefix = path.endsWith('/') ? path.slice(0, -1) : path;
+      const prev = seenPaths.get(prefix);
+      if (prev !== undefined) problems.push({ path: `${at}.path`, message: `duplicate route path (same as routes[${prev}])` });
+      else seenPaths.set(prefix, i);
+    }
+    const name = str(r['name']);
+    if (name !== undefined) {
+      if (seenNames.has(name)) problems.push({ path: `${at}.name`, message: `duplicate route name ${name}` });
+      seenNames.add(name);
+    }
+    const up = str(r['upstream']);
+    if (up !== undefined && !Object.prototype.hasOwnProperty.call(upstreams, up)) {
+      problems.push({ path: `${at}.upstream`, message: `unknown upstream ${up}; one of ${Object.keys(upstreams).join(', ') || '(none)'}` });
+    }
+    arr(r['issuers']).forEach((n, j) => {
+      if (typeof n === 'string' && !issuerNames.has(n)) problems.push({ path: `${at}.issuers[${j}]`, message: `unknown issuer ${n}` });
+    });
+    const auth = r['auth'] ?? 'mfa';
+    if (auth !== 'none' && issuers.length === 0) {
+      problems.push({ path: `${at}.auth`, message: `auth: ${String(auth)} needs at least one entry in issuers` });
+    }
+    if (auth !== 'mfa' && (r['mfa'] !== undefined || r['acr'] !== undefined)) {
+      problems.push({ path: `${at}.auth`, message: 'mfa / acr requirements need auth: mfa' });
+    }
+    if (auth === 'none' && (r['roles'] || r['scopes'] || r['groups'] || r['issuers'])) {
+      problems.push({ path: `${at}.auth`, message: 'roles / scopes / groups / issuers need auth: token or mfa' });
+    }
+  });
+  return problems;
+}
+
+function compileParsed(raw: RawConfig, baseDir: string): CompiledConfig {
+  const ms = (s: string) => parseDuration(s)!;
+  const file = (p: string) => resolve(baseDir, p);
+  const issuers = raw.issuers.map((iss) => compileIssuer(iss, file, ms));
   const upstreams = new Map<string, CompiledUpstream>();
   for (const [name, u] of Object.entries(raw.upstreams)) {
     const url = new URL(u.url);
-    if (url.search || url.hash) problems.push({ path: `upstreams.${name}.url`, message: 'must not have a query or fragment' });
-    upstreams.set(
+    upstreams.set(name, {
       name,
-      Object.freeze({
-        name,
-        origin: url.origin,
-        basePath: url.pathname.replace(/\/+$/, ''),
-        connections: u.connections,
-        maxQueue: u.maxQueue,
-        connectTimeoutMs: ms(u.timeouts.connect),
-        headersTimeoutMs: ms(u.timeouts.headers),
-        bodyTimeoutMs: ms(u.timeouts.body),
-      }),
-    );
-  }
-
-  // Routes.
-  const mfa: MfaPolicy = Object.freeze({
-    amr: Object.freeze([...raw.mfa.amr]),
-    acr: Object.freeze([...raw.mfa.acr]),
-    maxAgeSec: Math.floor(ms(raw.mfa.maxAge) / 1000),
-  });
-  const seenPaths = new Map<string, number>();
-  const seenNames = new Set<string>();
-  const routes: CompiledRoute[] = [];
-  raw.routes.forEach((r, i) => {
-    const at = `routes[${i}]`;
-    const prefix = r.path.endsWith('/') ? r.path.slice(0, -1) : r.path;
-    const prev = seenPaths.get(prefix);
-    if (prev !== undefined) problems.push({ path: `${at}.path`, message: `duplicate route path (same as routes[${prev}])` });
-    seenPaths.set(prefix, i);
-    const name = r.name ?? r.path;
-    if (r.name !== undefined && seenNames.has(r.name)) problems.push({ path: `${at}.name`, message: `duplicate route name ${r.name}` });
-    seenNames.add(name);
-    if (!upstreams.has(r.upstream)) {
-      problems.push({ path: `${at}.upstream`, message: `unknown upstream ${r.upstream}; one of ${[...upstreams.keys()].join(', ') || '(none)'}` });
-    }
-    (r.issuers ?? []).forEach((n, j) => {
-      if (!issuerNames.has(n)) problems.push({ path: `${at}.issuers[${j}]`, message: `unknown issuer ${n}` });
+      origin: url.origin,
+      basePath: url.pathname.replace(/\/+$/, ''),
+      connections: u.connections,
+      maxQueue: u.maxQueue,
+      connectTimeoutMs: ms(u.timeouts.connect),
+      headersTimeoutMs: ms(u.timeouts.headers),
+      bodyTimeoutMs: ms(u.timeouts.body),
     });
-    if (r.auth !== 'none' && raw.issuers.length === 0) {
-      problems.push({ path: `${at}.auth`, message: `auth: ${r.auth} needs at least one entry in issuers` });
-    }
-    if (r.auth !== 'mfa' && (r.mfa !== undefined || r.acr !== undefined)) {
-      problems.push({ path: `${at}.auth`, message: 'mfa / acr requirements need auth: mfa' });
-    }
-    if (r.auth === 'none' && (r.roles || r.scopes || r.groups || r.issuers)) {
-      problems.push({ path: `${at}.auth`, message: 'roles / scopes / groups / issuers need auth: token or mfa' });
-    }
-    routes.push(compileRoute(r, name, prefix, mfa, ms));
+  }
+  const mfa: MfaPolicy = { amr: raw.mfa.amr, acr: raw.mfa.acr, maxAgeSec: Math.floor(ms(raw.mfa.maxAge) / 1000) };
+  const routes = raw.routes.map((r) => {
+    const prefix = r.path.endsWith('/') ? r.path.slice(0, -1) : r.path;
+    return compileRoute(r, r.name ?? r.path, prefix, mfa, ms);
   });
-
-  if (problems.length > 0) throw new ConfigError(problems);
-
   routes.sort((a, b) => b.prefix.length - a.prefix.length);
   const cache = raw.verifier.cache;
   return deepFreeze({
@@ -195,6 +237,7 @@ export function compileConfig(data: unknown, baseDir: string): CompiledConfig {
     },
     admin: { host: raw.admin.host, port: raw.admin.port },
     server: {
+      realm: raw.server.realm,
       drainTimeoutMs: ms(raw.server.drainTimeout),
       maxBodyBytes: raw.server.maxBodyBytes,
       trustedProxies: raw.server.trustedProxies,

@@ -44,6 +44,11 @@ export const adminSchema = z.strictObject({
 });
 
 export const serverSchema = z.strictObject({
+  /** `realm` of every Bearer challenge (RFC 6750 §3). */
+  realm: z
+    .string()
+    .regex(/^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}$/, 'must be 1-64 printable ASCII characters without " or \\')
+    .default('mfa-gateway'),
   /** How long SIGTERM waits for in-flight requests before closing what is left. */
   drainTimeout: duration.default('10s'),
   /** Largest request body the gateway streams upstream (bytes); larger → 413. 0 = no limit. */

@@ -98,7 +98,7 @@ export interface IdentityHeaderNames {
 export interface CompiledConfig {
   readonly listen: { readonly host: string; readonly port: number; readonly tls: { readonly cert: string; readonly key: string; readonly passphrase?: string } | null };
   readonly admin: { readonly host: string; readonly port: number };
-  readonly server: { readonly drainTimeoutMs: number; readonly maxBodyBytes: number; readonly trustedProxies: readonly string[] };
+  readonly server: { readonly realm: string; readonly drainTimeoutMs: number; readonly maxBodyBytes: number; readonly trustedProxies: readonly string[] };
   readonly verifier: {
     readonly threads: number;
     readonly maxQueue: number;
