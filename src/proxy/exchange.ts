@@ -112,7 +112,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
       if (extras?.retryAfter !== undefined) res.writeHeader('retry-after', String(extras.retryAfter));
       // A request body the gateway refused to read would desynchronise a kept-alive connection.
       const close = extras?.close === true || this.body !== null;
-      if (this.method === 'HEAD') res.endWithoutBody(Buffer.byteLength(text), close);
+      if (this.method === 'HEAD') {
+        res.writeHeader('content-length', String(Buffer.byteLength(text)));
+        res.endWithoutBody(undefined, close);
+      }
       else res.end(text, close);
     });
     this.finish();
@@ -164,9 +167,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
       forEachResponseHeader(headers, this.writeHeader);
       res.writeHeader('x-request-id', this.requestId);
       if (noBody) {
-        // RFC 9110 §9.3.2: HEAD answers carry the Content-Length a GET would have.
-        if (this.method === 'HEAD' && length >= 0) res.endWithoutBody(length);
-        else res.endWithoutBody();
+        // RFC 9110 §9.3.2: HEAD answers carry the Content-Length a GET would have. Written as
+        // a plain header: uWS 20.30's endWithoutBody(length) leaves the kept-alive connection
+        // unusable for the next request.
+        if (this.method === 'HEAD' && length >= 0) res.writeHeader('content-length', String(length));
+        res.endWithoutBody();
         this.done = true;
       } else if (length === 0) {
         res.end();

@@ -1,0 +1,48 @@
+import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
+
+/** What the admin listener serves; filled by the gateway (and metrics by src/observe). */
+export interface AdminSources {
+  ready(): { ready: boolean; checks: Record<string, unknown> };
+  metrics?(): Promise<{ contentType: string; body: string }>;
+}
+
+function send(res: HttpResponse, status: string, contentType: string, body: string): void {
+  res.cork(() => {
+    res.writeStatus(status);
+    res.writeHeader('content-type', contentType);
+    res.writeHeader('cache-control', 'no-store');
+    res.end(body);
+  });
+}
+
+/**
+ * The admin listener: `/healthz` (the process answers), `/readyz` (listening, config
+ * loaded, upstream pools built, key sets loaded), `/metrics`. It is a separate uWS app
+ * on its own address, so these paths can never be reached through the public port.
+ */
+export function mountAdmin(app: TemplatedApp, sources: AdminSources): TemplatedApp {
+  app.get('/healthz', (res) => {
+    send(res, '200 OK', 'application/json', '{"status":"ok"}');
+  });
+  app.get('/readyz', (res) => {
+    const r = sources.ready();
+    send(res, r.ready ? '200 OK' : '503 Service Unavailable', 'application/json', JSON.stringify({ status: r.ready ? 'ready' : 'not_ready', ...r.checks }));
+  });
+  app.get('/metrics', (res) => {
+    if (!sources.metrics) return send(res, '404 Not Found', 'text/plain', 'metrics are not enabled\n');
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    sources.metrics().then(
+      (m) => {
+        if (!aborted) send(res, '200 OK', m.contentType, m.body);
+      },
+      () => {
+        if (!aborted) send(res, '500 Internal Server Error', 'text/plain', 'metrics failed\n');
+      },
+    );
+  });
+  app.any('/*', (res) => send(res, '404 Not Found', 'application/json', '{"error":"not_found"}'));
+  return app;
+}

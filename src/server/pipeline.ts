@@ -1,0 +1,248 @@
+import { randomUUID } from 'node:crypto';
+import { BlockList, isIPv6 } from 'node:net';
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import type { CompiledConfig, CompiledIssuer, CompiledRoute } from '../config/types.js';
+import type { Verifier, VerifyResult } from '../authn/types.js';
+import type { Principal } from '../authz/claims.js';
+import { extractToken } from '../authn/extract.js';
+import { decide } from '../authz/decide.js';
+import { bearerChallenge } from '../authz/challenge.js';
+import { normalizePath } from '../routes/normalize.js';
+import { buildRouteTable, upstreamPath, type RouteTable } from '../routes/table.js';
+import { HeaderRewriter } from '../proxy/headers.js';
+import { Exchange, RequestBody, type ExchangeListener } from '../proxy/exchange.js';
+import type { UpstreamPools } from '../proxy/pools.js';
+import { abText } from './uws.js';
+
+/** DESIGN.md "Framing": a header block over 16 KiB is answered 431. */
+const MAX_HEADER_BYTES = 16 * 1024;
+/** DESIGN.md "Headers": a client X-Request-Id is kept only when it looks like one. */
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
+const METHODS: Record<string, string> = {
+  get: 'GET', head: 'HEAD', post: 'POST', put: 'PUT', patch: 'PATCH', delete: 'DELETE', options: 'OPTIONS',
+};
+
+/** Everything the pipeline needs from a request, copied synchronously out of uWS's `req`. */
+export interface RequestSnapshot {
+  readonly method: string;
+  readonly rawPath: string;
+  readonly query: string | undefined;
+  /** Flat [name, value, …] with lower-case names, in arrival order. */
+  readonly headers: string[];
+  authorization: string | undefined;
+  authCount: number;
+  contentLength: string | undefined;
+  /** Two Content-Length headers that differ, or one that is not a number. */
+  badLength: boolean;
+  chunked: boolean;
+  headerBytes: number;
+  host: string | undefined;
+  xff: string | undefined;
+  requestId: string | undefined;
+  connection: string | undefined;
+  readonly remote: string;
+}
+
+function snapshot(res: HttpResponse, req: HttpRequest): RequestSnapshot {
+  const m = req.getMethod();
+  const snap: RequestSnapshot = {
+    method: METHODS[m] ?? m.toUpperCase(),
+    rawPath: req.getUrl(),
+    query: req.getQuery(),
+    headers: [],
+    authorization: undefined,
+    authCount: 0,
+    contentLength: undefined,
+    badLength: false,
+    chunked: false,
+    headerBytes: 0,
+    host: undefined,
+    xff: undefined,
+    requestId: undefined,
+    connection: undefined,
+    remote: remoteAddress(res),
+  };
+  req.forEach((name, value) => {
+    snap.headers.push(name, value);
+    snap.headerBytes += name.length + value.length + 4;
+    switch (name) {
+      case 'authorization':
+        if (snap.authCount++ === 0) snap.authorization = value;
+        break;
+      case 'content-length':
+        // RFC 9112 §6.3: differing Content-Length values are unrecoverable framing errors.
+        if (!/^\d{1,15}$/.test(value) || (snap.contentLength !== undefined && snap.contentLength !== value)) snap.badLength = true;
+        snap.contentLength = value;
+        break;
+      case 'transfer-encoding':
+        snap.chunked = true;
+        break;
+      case 'host':
+        snap.host = value;
+        break;
+      case 'x-forwarded-for':
+        snap.xff = snap.xff === undefined ? value : `${snap.xff}, ${value}`;
+        break;
+      case 'x-request-id':
+        snap.requestId = value;
+        break;
+      case 'connection':
+        snap.connection = snap.connection === undefined ? value : `${snap.connection}, ${value}`;
+        break;
+    }
+  });
+  return snap;
+}
+
+function remoteAddress(res: HttpResponse): string {
+  const text = abText(res.getRemoteAddressAsText());
+  // uWS reports IPv4 peers of a dual-stack socket as IPv4-mapped IPv6.
+  return text.startsWith('::ffff:') && text.includes('.') ? text.slice(7) : text;
+}
+
+export interface PipelineOptions {
+  config: CompiledConfig;
+  verifier: Verifier | null;
+  pools: UpstreamPools;
+  onDone: ExchangeListener;
+}
+
+/**
+ * The request pipeline (DESIGN.md): path → route → method → credentials → token →
+ * MFA / roles → upstream. A request whose token is already in the cache goes from
+ * the uWS handler to `pool.dispatch` synchronously: no promise, no worker round trip.
+ */
+export class Pipeline {
+  readonly routes: RouteTable;
+  private readonly config: CompiledConfig;
+  private readonly verifier: Verifier | null;
+  private readonly pools: UpstreamPools;
+  private readonly rewriter: HeaderRewriter;
+  private readonly issuers: ReadonlyMap<string, CompiledIssuer>;
+  private readonly trusted: BlockList;
+  private readonly hasTrusted: boolean;
+  private readonly proto: 'http' | 'https';
+  private readonly realmChallenge: string;
+  private readonly onDone: ExchangeListener;
+  /** Set on SIGTERM: new requests get 503 and a closed connection. */
+  draining = false;
+
+  constructor(opts: PipelineOptions) {
+    this.config = opts.config;
+    this.verifier = opts.verifier;
+    this.pools = opts.pools;
+    this.onDone = opts.onDone;
+    this.routes = buildRouteTable(opts.config.routes);
+    this.rewriter = new HeaderRewriter(opts.config.identityHeaders);
+    this.issuers = new Map(opts.config.issuers.map((i) => [i.name, i]));
+    this.trusted = new BlockList();
+    for (const p of opts.config.server.trustedProxies) {
+      const [addr, bits] = p.split('/');
+      const type = isIPv6(addr!) ? 'ipv6' : 'ipv4';
+      if (bits === undefined) this.trusted.addAddress(addr!, type);
+      else this.trusted.addSubnet(addr!, Number(bits), type);
+    }
+    this.hasTrusted = opts.config.server.trustedProxies.length > 0;
+    this.proto = opts.config.listen.tls ? 'https' : 'http';
+    // RFC 6750 §3.1: a request with no credentials gets a challenge without an error code.
+    this.realmChallenge = bearerChallenge({ realm: opts.config.server.realm });
+  }
+
+  /** The uWS handler for every public request. */
+  readonly handle = (res: HttpResponse, req: HttpRequest): void => {
+    const snap = snapshot(res, req);
+    const rid = snap.requestId !== undefined && REQUEST_ID.test(snap.requestId) ? snap.requestId : randomUUID();
+    const ex = new Exchange(res, snap.method, rid, this.onDone);
+
+    if (this.draining) return ex.answer('shutting_down', { close: true, retryAfter: 1 });
+    if (snap.headerBytes > MAX_HEADER_BYTES) return ex.answer('headers_too_large', { close: true });
+    if (snap.badLength || (snap.chunked && snap.contentLength !== undefined)) {
+      return ex.answer('bad_request', { close: true, description: 'Ambiguous message framing (RFC 9112 §6.3).' });
+    }
+    // Attach onData before any async work (uWS rule): the body streams from here on.
+    const hasBody = snap.chunked || (snap.contentLength !== undefined && snap.contentLength !== '0');
+    if (hasBody) {
+      const max = this.config.server.maxBodyBytes;
+      if (max > 0 && snap.contentLength !== undefined && Number(snap.contentLength) > max) {
+        return ex.answer('payload_too_large', { close: true });
+      }
+      ex.body = new RequestBody(ex, max);
+    }
+
+    // RFC 9112 §3.2: a fragment is never part of a request target.
+    const path = normalizePath(snap.rawPath);
+    if (path === null || (snap.query !== undefined && snap.query.includes('#'))) return ex.answer('bad_path');
+    const route = this.routes.match(path);
+    if (route === undefined) return ex.answer('not_found');
+    if (route.methods !== null && !route.methods.has(snap.method)) return ex.answer('method_not_allowed', { allow: route.allow });
+
+    const policy = route.policy;
+    if (policy.auth === 'none') return this.forward(ex, snap, route, path, null);
+
+    const cred = extractToken(snap.authorization, snap.authCount, this.config.verifier.maxTokenBytes);
+    switch (cred.kind) {
+      case 'none':
+        return ex.answer('credentials_missing', { challenge: this.realmChallenge });
+      case 'invalid_request':
+        return ex.answer('invalid_request', {
+          description: cred.description,
+          challenge: bearerChallenge({ realm: this.config.server.realm, error: 'invalid_request', description: cred.description }),
+        });
+      case 'too_large':
+        return this.tokenFailed(ex, 'The access token is too large.');
+    }
+    const verifier = this.verifier!;
+    const cached = verifier.lookup(cred.token);
+    if (cached !== undefined) return this.authorize(ex, snap, route, path, cached);
+    verifier.verify(cred.token).then(
+      (result) => this.authorize(ex, snap, route, path, result),
+      () => ex.answer('verifier_unavailable', { retryAfter: 1 }),
+    );
+  };
+
+  private tokenFailed(ex: Exchange, description: string): void {
+    ex.answer('invalid_token', {
+      description,
+      challenge: bearerChallenge({ realm: this.config.server.realm, error: 'invalid_token', description }),
+    });
+  }
+
+  private authorize(ex: Exchange, snap: RequestSnapshot, route: CompiledRoute, path: string, result: VerifyResult): void {
+    if (ex.done) return;
+    if (!result.ok) {
+      if (result.code === 'invalid_token') return this.tokenFailed(ex, result.description);
+      return ex.answer(result.code, { retryAfter: 1, description: result.description });
+    }
+    const principal = result.principal;
+    const decision = decide(principal, route.policy, this.issuers.get(principal.issuer)!, Date.now() / 1000, this.config.server.realm);
+    if (!decision.allow) {
+      return ex.answer(decision.error, { description: decision.description, challenge: decision.challenge });
+    }
+    this.forward(ex, snap, route, path, principal);
+  }
+
+  private forward(ex: Exchange, snap: RequestSnapshot, route: CompiledRoute, path: string, principal: Principal | null): void {
+    const pool = this.pools.get(route.upstream);
+    const target = upstreamPath(route, pool.upstream.basePath, path);
+    const headers = this.rewriter.rewrite(
+      snap.headers,
+      snap.connection,
+      snap.xff,
+      snap.host,
+      {
+        clientAddress: snap.remote,
+        trustedPeer: this.hasTrusted && this.trusted.check(snap.remote, isIPv6(snap.remote) ? 'ipv6' : 'ipv4'),
+        proto: this.proto,
+        requestId: ex.requestId,
+        forwardAuthorization: route.forwardAuthorization,
+      },
+      principal,
+    );
+    ex.dispatch(pool, {
+      path: snap.query === undefined ? target : `${target}?${snap.query}`,
+      method: snap.method as 'GET',
+      headers,
+      body: ex.body,
+    });
+  }
+}

@@ -1,0 +1,127 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash, randomBytes } from 'node:crypto';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { baseConfig, startGatewayProcess, startUpstream, writeConfig, type GatewayProcess, type Upstream } from '../harness.js';
+
+// Large bodies both ways through the gateway, with backpressure on each side:
+// the SHA-256 round trip catches framing and backpressure bugs (STYLE.md).
+const SIZE = 16 * 1024 * 1024;
+const blob = randomBytes(SIZE);
+const blobSha = createHash('sha256').update(blob).digest('hex');
+
+let up: Upstream;
+let gw: GatewayProcess;
+
+beforeAll(async () => {
+  up = await startUpstream((req, res, got) => {
+    if (req.url!.startsWith('/big')) {
+      const chunked = req.url!.includes('chunked');
+      res.writeHead(200, chunked ? { 'content-type': 'application/octet-stream' } : { 'content-length': String(SIZE) });
+      // Write in 64 KiB slices honouring the upstream socket's own backpressure.
+      let off = 0;
+      const pump = () => {
+        while (off < SIZE) {
+          const end = Math.min(off + 65536, SIZE);
+          const ok = res.write(blob.subarray(off, end));
+          off = end;
+          if (!ok) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+      return;
+    }
+    if (req.url === '/empty') {
+      res.writeHead(204);
+      return void res.end();
+    }
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ bodyBytes: got.bodyBytes, bodySha256: got.bodySha256, te: req.headers['transfer-encoding'] ?? null }));
+  });
+  gw = await startGatewayProcess(writeConfig(baseConfig({ upstreams: { up: { url: up.url } }, routes: [{ path: '/', upstream: 'up', auth: 'none' }] })));
+});
+
+afterAll(async () => {
+  await gw?.stop();
+  await up?.close();
+});
+
+function call(method: string, path: string, body?: Readable | Buffer, headers: Record<string, string> = {}): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${gw.url}${path}`, { method, headers }, resolve);
+    req.on('error', reject);
+    if (body instanceof Readable) body.pipe(req);
+    else req.end(body);
+  });
+}
+
+/** Reads a response slowly: pauses after each chunk, so the gateway must hold the upstream back. */
+async function readSlowly(res: IncomingMessage): Promise<{ bytes: number; sha: string }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  let n = 0;
+  for await (const chunk of res) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+    if (++n % 16 === 0) await sleep(2);
+  }
+  return { bytes, sha: hash.digest('hex') };
+}
+
+describe('streaming', () => {
+  it('streams a 16 MiB request body upstream intact (Content-Length)', async () => {
+    const res = await call('POST', '/upload', blob, { 'content-length': String(SIZE) });
+    const body = JSON.parse(await new Response(Readable.toWeb(res) as ReadableStream).text()) as { bodyBytes: number; bodySha256: string };
+    expect(res.statusCode).toBe(200);
+    expect(body.bodyBytes).toBe(SIZE);
+    expect(body.bodySha256).toBe(blobSha);
+  });
+
+  it('streams a 16 MiB chunked request body from a slow client intact', async () => {
+    let off = 0;
+    const slow = new Readable({
+      read() {
+        if (off >= SIZE) return void this.push(null);
+        const end = Math.min(off + 256 * 1024, SIZE);
+        const part = blob.subarray(off, end);
+        off = end;
+        setTimeout(() => this.push(part), 1);
+      },
+    });
+    const res = await call('POST', '/upload-chunked', slow);
+    const body = JSON.parse(await new Response(Readable.toWeb(res) as ReadableStream).text()) as { bodyBytes: number; bodySha256: string };
+    expect(res.statusCode).toBe(200);
+    expect(body.bodyBytes).toBe(SIZE);
+    expect(body.bodySha256).toBe(blobSha);
+  });
+
+  it('streams a 16 MiB response with Content-Length to a slow reader intact', async () => {
+    const res = await call('GET', '/big');
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-length']).toBe(String(SIZE));
+    expect(await readSlowly(res)).toEqual({ bytes: SIZE, sha: blobSha });
+  });
+
+  it('streams a 16 MiB chunked response to a slow reader intact', async () => {
+    const res = await call('GET', '/big-chunked');
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['transfer-encoding']).toBe('chunked');
+    expect(await readSlowly(res)).toEqual({ bytes: SIZE, sha: blobSha });
+  });
+
+  it('answers HEAD and 204 without a body', async () => {
+    const head = await call('HEAD', '/big');
+    expect(head.statusCode).toBe(200);
+    expect(head.headers['content-length']).toBe(String(SIZE));
+    let bytes = 0;
+    for await (const c of head) bytes += (c as Buffer).length;
+    expect(bytes).toBe(0);
+
+    const empty = await call('GET', '/empty');
+    expect(empty.statusCode).toBe(204);
+    for await (const c of empty) bytes += (c as Buffer).length;
+    expect(bytes).toBe(0);
+  });
+});
