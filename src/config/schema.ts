@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
+import { normalizePath } from '../routes/normalize.js';
 
 /**
  * The config file's schema (DESIGN.md "Config file"). Every object is strict: an
@@ -140,8 +141,9 @@ export const routeSchema = z.strictObject({
   path: z
     .string()
     .refine((p) => p.startsWith('/'), { message: 'must start with /' })
-    .refine((p) => !/[?#\\%\s]/.test(p) && !/(^|\/)\.\.?(\/|$)/.test(p) && !p.includes('//'), {
-      message: 'must be a normalized path (no ?, #, %, \\, whitespace, // or dot segments)',
+    // A route path the request normalizer could never produce would be a route that never matches.
+    .refine((p) => !p.startsWith('/') || normalizePath(p) === p, {
+      message: 'must be a normalized path (RFC 3986 pchar only; no %-escapes of unreserved characters, // or dot segments)',
     }),
   methods: z.array(z.enum(HTTP_METHODS)).min(1).optional(),
   upstream: nonEmptyString,
