@@ -1,0 +1,334 @@
+import { LRUCache } from 'lru-cache';
+import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { CompiledRateLimit, RateRule } from '../config/observe-schema.js';
+
+/**
+ * Rate limits and the token-spraying defence (DESIGN.md "Answers": 429 with
+ * `Retry-After`, RFC 6585 §4, RFC 9110 §10.2.3).
+ *
+ * Why the memory store is a fixed-window counter of our own and not
+ * rate-limiter-flexible's RateLimiterMemory: the pipeline's hot path (cache hit →
+ * policy → dispatch) is synchronous, and RateLimiterMemory answers through a
+ * Promise even though its storage is updated synchronously; it also keeps every key
+ * in an unbounded Map with one timer per key (a flood of unique addresses would grow
+ * memory and timers without limit) and reads Date.now() (no injectable clock). The
+ * counter here has the same semantics as rate-limiter-flexible's stores (a window of
+ * `duration` that starts with a key's first request, `points` requests in it), lives
+ * in an lru-cache bounded by `maxKeys`, allocates only when a key is first seen, and
+ * takes a clock. rate-limiter-flexible is used where an asynchronous answer is fine:
+ * `StoreLimiter` wraps any of its limiters (RateLimiterRedis for a shared `store`),
+ * deciding synchronously from the keys the store has already rejected.
+ */
+
+/** One limiter: counts a request for `key` and answers 0 (allowed) or Retry-After seconds. */
+export interface Limiter {
+  hit(key: string): number;
+  /** Keys currently held in memory (bounded by maxKeys). */
+  readonly size: number;
+}
+
+interface Window {
+  count: number;
+  resetAt: number;
+}
+
+const retryAfter = (ms: number): number => Math.max(1, Math.ceil(ms / 1000));
+
+/** Fixed-window counters for one rule, bounded to `max` keys (least recently used forgotten first). */
+export class WindowLimiter implements Limiter {
+  private readonly windows: LRUCache<string, Window>;
+
+  constructor(
+    readonly rule: RateRule,
+    max: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.windows = new LRUCache<string, Window>({ max });
+  }
+
+  hit(key: string): number {
+    const now = this.now();
+    const w = this.windows.get(key);
+    if (w === undefined) {
+      this.windows.set(key, { count: 1, resetAt: now + this.rule.windowMs });
+      return 0;
+    }
+    if (now >= w.resetAt) {
+      w.count = 1;
+      w.resetAt = now + this.rule.windowMs;
+      return 0;
+    }
+    if (++w.count <= this.rule.points) return 0;
+    return retryAfter(w.resetAt - now);
+  }
+
+  get size(): number {
+    return this.windows.size;
+  }
+}
+
+/**
+ * A limiter backed by an asynchronous rate-limiter-flexible store (RateLimiterRedis
+ * when several gateway instances share counters). The hot path cannot wait for a
+ * network round trip, so each hit is sent to the store in the background and the
+ * answer comes from a bounded local table of keys the store has rejected, until the
+ * store's window for them ends (rate-limiter-flexible's own `inMemoryBlockOnConsumed`
+ * idea). The cost: requests already in flight when the limit is crossed get through,
+ * and a failing store lets traffic through (fail open; `errors` counts failures).
+ */
+export class StoreLimiter implements Limiter {
+  private readonly blockedUntil: LRUCache<string, number>;
+  errors = 0;
+
+  constructor(
+    private readonly store: RateLimiterAbstract,
+    max: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.blockedUntil = new LRUCache<string, number>({ max });
+  }
+
+  hit(key: string): number {
+    const until = this.blockedUntil.get(key);
+    if (until !== undefined) {
+      const left = until - this.now();
+      if (left > 0) return retryAfter(left);
+      this.blockedUntil.delete(key);
+    }
+    this.store.consume(key).then(undefined, (rej: unknown) => {
+      if (rej instanceof RateLimiterRes) this.blockedUntil.set(key, this.now() + Math.max(rej.msBeforeNext, 1));
+      else this.errors++;
+    });
+    return 0;
+  }
+
+  get size(): number {
+    return this.blockedUntil.size;
+  }
+}
+
+interface SprayState {
+  count: number;
+  windowEnd: number;
+  blockedUntil: number;
+}
+
+/**
+ * Token-spraying defence: counts invalid tokens per address; more than
+ * `invalidTokens` within `windowMs` blocks the address for `blockMs`.
+ */
+export class SprayGuard {
+  private readonly states: LRUCache<string, SprayState>;
+
+  constructor(
+    private readonly invalidTokens: number,
+    private readonly windowMs: number,
+    private readonly blockMs: number,
+    max: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.states = new LRUCache<string, SprayState>({ max });
+  }
+
+  /** 0, or the Retry-After seconds while `key` is blocked. O(1), no allocation. */
+  blocked(key: string): number {
+    if (this.states.size === 0) return 0;
+    const s = this.states.get(key);
+    if (s === undefined || s.blockedUntil === 0) return 0;
+    const left = s.blockedUntil - this.now();
+    return left > 0 ? retryAfter(left) : 0;
+  }
+
+  /** Counts one invalid token; true only when this one starts a block (log it once). */
+  invalidToken(key: string): boolean {
+    const now = this.now();
+    let s = this.states.get(key);
+    if (s === undefined) {
+      s = { count: 0, windowEnd: now + this.windowMs, blockedUntil: 0 };
+      this.states.set(key, s);
+    } else if (s.blockedUntil > now) {
+      // Verifications that were already running when the block began: reported already.
+      return false;
+    } else if (now >= s.windowEnd) {
+      s.count = 0;
+      s.windowEnd = now + this.windowMs;
+      s.blockedUntil = 0;
+    }
+    if (++s.count <= this.invalidTokens) return false;
+    s.count = 0;
+    s.blockedUntil = now + this.blockMs;
+    s.windowEnd = s.blockedUntil; // counting starts afresh once the block is over
+    return true;
+  }
+
+  get size(): number {
+    return this.states.size;
+  }
+}
+
+/**
+ * The rate-limit key of a client address: IPv4 as it is, IPv6 cut to its first
+ * `prefix` bits (one host commonly holds a whole /64, RFC 4291 §2.5.4), written as
+ * `xxxx:xxxx:xxxx:xxxx::/64`. Anything that does not parse is its own key.
+ */
+export function addressKey(addr: string, prefix: number): string {
+  if (prefix >= 128 || !addr.includes(':')) return addr;
+  const groups = expandIPv6(addr);
+  if (groups === null) return addr;
+  const out: string[] = [];
+  let bits = prefix;
+  for (let i = 0; i < 8 && bits > 0; i++, bits -= 16) {
+    const g = bits >= 16 ? groups[i]! : groups[i]! & (0xffff << (16 - bits));
+    out.push(g.toString(16));
+  }
+  return `${out.join(':')}::/${prefix}`;
+}
+
+function expandIPv6(addr: string): number[] | null {
+  let text = addr;
+  const tail: number[] = [];
+  const lastColon = text.lastIndexOf(':');
+  if (text.indexOf('.', lastColon) !== -1) {
+    // Embedded IPv4 in the last 32 bits (RFC 4291 §2.2 form 3).
+    const v4 = text.slice(lastColon + 1).split('.').map(Number);
+    if (v4.length !== 4 || v4.some((n) => !(n >= 0 && n <= 255))) return null;
+    tail.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!);
+    text = `${text.slice(0, lastColon + 1)}0`; // keep the colon structure; the placeholder is dropped below
+  }
+  const parse = (part: string): number[] | null => {
+    if (part === '') return [];
+    const out: number[] = [];
+    for (const h of part.split(':')) {
+      if (!/^[0-9a-fA-F]{1,4}$/.test(h)) return null;
+      out.push(parseInt(h, 16));
+    }
+    return out;
+  };
+  const dbl = text.indexOf('::');
+  let groups: number[];
+  if (dbl === -1) {
+    const all = parse(text);
+    if (all === null) return null;
+    groups = all;
+  } else {
+    const head = parse(text.slice(0, dbl));
+    const rest = parse(text.slice(dbl + 2));
+    if (head === null || rest === null) return null;
+    const want = 8 - (tail.length > 0 ? 1 : 0); // the placeholder group stands for the IPv4 tail's first half
+    const fill = want - head.length - rest.length;
+    if (fill < 0) return null;
+    groups = [...head, ...new Array<number>(fill).fill(0), ...rest];
+  }
+  if (tail.length > 0) {
+    groups.pop();
+    groups.push(...tail);
+  }
+  return groups.length === 8 ? groups : null;
+}
+
+export interface RateLimits {
+  /**
+   * Counts a request from `addr` on `route` (per-address limit, DESIGN.md order: after
+   * the method check, before credentials). 0 = allowed, else Retry-After seconds.
+   */
+  checkAddress(route: string, addr: string): number;
+  /**
+   * Counts a request of `subject` (issued by `issuer`, the config name: subjects are
+   * unique per issuer only) on `route`, after the policy allowed it. 0 = allowed,
+   * else Retry-After seconds. A token without a subject is not limited here.
+   */
+  checkSubject(route: string, issuer: string, subject: string | undefined): number;
+  /** 0, or Retry-After seconds while `addr` is blocked for token spraying. Check it before any verification. */
+  blocked(addr: string): number;
+  /** Call after each 401 invalid_token from `addr`; true the first time the address becomes blocked. */
+  invalidToken(addr: string): boolean;
+  /** Keys held in memory per limiter name (`address`, `subject`, `address:<route>`, `spraying`, …). */
+  sizes(): Record<string, number>;
+}
+
+export interface RateLimitOptions {
+  /** Clock in milliseconds (tests inject one). */
+  now?: () => number;
+  /**
+   * Builds a limiter on a shared store for a rule (rate-limiter-flexible, e.g.
+   * RateLimiterRedis with `keyPrefix: name`); when absent, in-process WindowLimiters.
+   */
+  store?: (name: string, rule: RateRule) => RateLimiterAbstract;
+}
+
+const unlimited = (): number => 0;
+
+/**
+ * Builds the limiters of a compiled `rateLimit` config. Routes without a limit cost
+ * one Map look-up; with no limits configured at all, the checks are constant functions.
+ *
+ * @example
+ * const rl = createRateLimits(config.rateLimit);
+ * const wait = rl.checkAddress(route.name, client);
+ * if (wait > 0) return ex.answer('rate_limited', { retryAfter: wait });
+ */
+export function createRateLimits(cfg: CompiledRateLimit, options: RateLimitOptions = {}): RateLimits {
+  const now = options.now ?? Date.now;
+  const limiters = new Map<string, Limiter>();
+  const make = (name: string, rule: RateRule): Limiter => {
+    const l = options.store ? new StoreLimiter(options.store(name, rule), cfg.maxKeys, now) : new WindowLimiter(rule, cfg.maxKeys, now);
+    limiters.set(name, l);
+    return l;
+  };
+  const globalAddress = cfg.address ? make('address', cfg.address) : null;
+  const globalSubject = cfg.subject ? make('subject', cfg.subject) : null;
+  // Per route: a limiter of its own, null (off), or absent (the global limiter).
+  const addressByRoute = new Map<string, Limiter | null>();
+  const subjectByRoute = new Map<string, Limiter | null>();
+  for (const [route, r] of cfg.routes) {
+    if (r.address !== undefined) addressByRoute.set(route, r.address === null ? null : make(`address:${route}`, r.address));
+    if (r.subject !== undefined) subjectByRoute.set(route, r.subject === null ? null : make(`subject:${route}`, r.subject));
+  }
+  const spray = cfg.spraying
+    ? new SprayGuard(cfg.spraying.invalidTokens, cfg.spraying.windowMs, cfg.spraying.blockMs, cfg.maxKeys, now)
+    : null;
+
+  // blocked() and checkAddress() run on the same address string for one request:
+  // remember the last key so an IPv6 prefix is computed once.
+  const prefix = cfg.ipv6Prefix;
+  let lastAddr = '';
+  let lastKey = '';
+  const keyOf = (addr: string): string => {
+    if (addr !== lastAddr) {
+      lastKey = addressKey(addr, prefix);
+      lastAddr = addr;
+    }
+    return lastKey;
+  };
+
+  const anyAddress = globalAddress !== null || [...addressByRoute.values()].some((l) => l !== null);
+  const anySubject = globalSubject !== null || [...subjectByRoute.values()].some((l) => l !== null);
+
+  return {
+    checkAddress: anyAddress
+      ? (route, addr) => {
+          const own = addressByRoute.get(route);
+          const l = own === undefined ? globalAddress : own;
+          return l === null ? 0 : l.hit(keyOf(addr));
+        }
+      : unlimited,
+    checkSubject: anySubject
+      ? (route, issuer, subject) => {
+          if (subject === undefined) return 0;
+          const own = subjectByRoute.get(route);
+          const l = own === undefined ? globalSubject : own;
+          // The issuer name comes from the config, not the client: a crafted `sub` cannot
+          // reach another issuer's counter unless an issuer name itself holds a NUL.
+          return l === null ? 0 : l.hit(`${issuer}\u0000${subject}`);
+        }
+      : unlimited,
+    blocked: spray ? (addr) => spray.blocked(keyOf(addr)) : unlimited,
+    invalidToken: spray ? (addr) => spray.invalidToken(keyOf(addr)) : () => false,
+    sizes() {
+      const out: Record<string, number> = {};
+      for (const [name, l] of limiters) out[name] = l.size;
+      if (spray) out['spraying'] = spray.size;
+      return out;
+    },
+  };
+}

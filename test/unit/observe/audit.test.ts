@@ -1,0 +1,201 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AUDIT_REASONS, createAudit, isAuditReason, tokenHash, type AuditEntry } from '../../../src/observe/audit.js';
+import type { CompiledAudit } from '../../../src/config/observe-schema.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'mfa-audit-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let fileNo = 0;
+const cfg = (over: Partial<CompiledAudit> = {}): CompiledAudit => ({
+  enabled: true,
+  destination: join(dir, `audit-${++fileNo}.log`),
+  bufferBytes: 4096,
+  flushIntervalMs: 60_000,
+  maxBufferBytes: 16 * 1_048_576,
+  ...over,
+});
+const readLines = (file: string): Record<string, unknown>[] =>
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.length > 0)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+
+// Looks like a JWT; must never reach the file.
+const TOKEN = `eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.${'s'.repeat(342)}`;
+const OTHER_TOKEN = `eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJib2IifQ.${'t'.repeat(86)}`;
+
+function entry(over: Partial<AuditEntry>): AuditEntry {
+  return {
+    request_id: 'rid-1',
+    client: '203.0.113.7',
+    method: 'GET',
+    path: '/orders/42',
+    route: 'orders',
+    upstream: 'orders',
+    status: 200,
+    decision: 'allow',
+    reason: 'ok',
+    issuer: 'corp',
+    subject: 'alice',
+    amr: ['pwd', 'otp'],
+    acr: 'phr',
+    token_hash: tokenHash(TOKEN),
+    cache: 'hit',
+    total_ms: 0.7654321,
+    verify_ms: null,
+    upstream_ms: 0.4321987,
+    ...over,
+  };
+}
+
+const FIELDS = [
+  'log', 'time', 'request_id', 'client', 'method', 'path', 'route', 'upstream', 'status', 'decision', 'reason', 'issuer',
+  'subject', 'amr', 'acr', 'token_hash', 'cache', 'total_ms', 'verify_ms', 'upstream_ms',
+].sort();
+
+describe('tokenHash', () => {
+  it('is 16 hex digits, stable for one token, different across tokens, and not an unkeyed SHA-256', () => {
+    const h = tokenHash(TOKEN);
+    expect(h).toMatch(/^[0-9a-f]{16}$/);
+    expect(tokenHash(`${TOKEN}`)).toBe(h);
+    // A different string object with the same text (as each request brings) gives the same hash.
+    expect(tokenHash(Buffer.from(TOKEN).toString('latin1'))).toBe(h);
+    expect(tokenHash(OTHER_TOKEN)).not.toBe(h);
+    expect(h).not.toBe(createHash('sha256').update(TOKEN).digest('hex').slice(0, 16));
+    expect(TOKEN).not.toContain(h);
+  });
+});
+
+describe('createAudit', () => {
+  it('writes one JSON line per entry with every field, for allow and deny reasons, and never the token', async () => {
+    const c = cfg();
+    const audit = createAudit(c);
+    const cases: AuditEntry[] = [
+      entry({ request_id: 'allow' }),
+      entry({ request_id: 'expired', status: 401, decision: 'deny', reason: 'expired', issuer: null, subject: null, amr: null, acr: null, cache: 'miss', upstream: null, verify_ms: 0.0681234, upstream_ms: null }),
+      entry({ request_id: 'bad-sig', status: 401, decision: 'deny', reason: 'bad_signature', token_hash: tokenHash(OTHER_TOKEN), issuer: null, subject: null, amr: null, acr: null, cache: 'negative', upstream: null, upstream_ms: null }),
+      entry({ request_id: 'mfa', status: 401, decision: 'deny', reason: 'mfa_required', amr: ['pwd'], acr: null, upstream: null, upstream_ms: null }),
+      entry({ request_id: 'role', status: 403, decision: 'deny', reason: 'role_missing', upstream: null, upstream_ms: null }),
+      entry({ request_id: 'nocred', status: 401, decision: 'deny', reason: 'credentials_missing', token_hash: null, issuer: null, subject: null, amr: null, acr: null, cache: null, upstream: null, upstream_ms: null }),
+      entry({ request_id: 'notfound', status: 404, decision: 'deny', reason: 'not_found', route: null, upstream: null, token_hash: null, issuer: null, subject: null, amr: null, acr: null, cache: null, upstream_ms: null }),
+      entry({ request_id: 'limited', status: 429, decision: 'deny', reason: 'rate_limited', upstream: null, upstream_ms: null }),
+      entry({ request_id: 'spray', status: 429, decision: 'deny', reason: 'token_spraying', token_hash: null, issuer: null, subject: null, amr: null, acr: null, cache: null, upstream: null, upstream_ms: null }),
+      entry({ request_id: 'timeout', status: 504, decision: 'allow', reason: 'upstream_timeout', upstream_ms: 30000.5 }),
+    ];
+    for (const e of cases) audit.record({ ...e });
+    await audit.close();
+
+    const text = readFileSync(c.destination, 'utf8');
+    expect(text).not.toContain(TOKEN);
+    expect(text).not.toContain(OTHER_TOKEN);
+    expect(text).not.toContain(TOKEN.split('.')[2]); // not even the signature part
+
+    const lines = readLines(c.destination);
+    expect(lines.map((l) => l['request_id'])).toEqual(cases.map((e) => e.request_id));
+    for (const [i, line] of lines.entries()) {
+      expect(Object.keys(line).sort()).toEqual(FIELDS);
+      expect(line['log']).toBe('audit');
+      expect(Date.parse(line['time'] as string)).not.toBeNaN();
+      const want = cases[i]!;
+      for (const k of ['client', 'method', 'path', 'route', 'upstream', 'status', 'decision', 'reason', 'issuer', 'subject', 'amr', 'acr', 'token_hash', 'cache'] as const) {
+        expect(line[k]).toEqual(want[k]);
+      }
+    }
+    // Durations are rounded to microseconds.
+    expect(lines[0]).toMatchObject({ total_ms: 0.765, verify_ms: null, upstream_ms: 0.432 });
+    expect(lines[1]).toMatchObject({ verify_ms: 0.068, upstream_ms: null, reason: 'expired', decision: 'deny', status: 401 });
+    expect(lines[0]!['token_hash']).toBe(tokenHash(TOKEN));
+    expect(lines[2]!['token_hash']).toBe(tokenHash(OTHER_TOKEN));
+  });
+
+  it('redacts Authorization, cookies and Proxy-Authorization wherever a header object could appear', async () => {
+    const c = cfg();
+    const audit = createAudit(c);
+    const leaky = {
+      ...entry({ request_id: 'leaky' }),
+      authorization: `Bearer ${TOKEN}`,
+      headers: { authorization: `Bearer ${TOKEN}`, 'proxy-authorization': 'Basic c2VjcmV0', cookie: 'sid=secret-cookie', 'x-kept': 'visible' },
+      req: { headers: { Authorization: `Bearer ${OTHER_TOKEN}`, Cookie: 'sid=other-secret', 'set-cookie': 'a=secret-set' } },
+      token: TOKEN,
+    };
+    audit.record(leaky as unknown as AuditEntry);
+    await audit.close();
+    const text = readFileSync(c.destination, 'utf8');
+    for (const secret of [TOKEN, OTHER_TOKEN, 'c2VjcmV0', 'secret-cookie', 'other-secret', 'secret-set']) expect(text).not.toContain(secret);
+    const [line] = readLines(c.destination);
+    expect(line).toMatchObject({
+      authorization: '[redacted]',
+      token: '[redacted]',
+      headers: { authorization: '[redacted]', 'proxy-authorization': '[redacted]', cookie: '[redacted]', 'x-kept': 'visible' },
+      req: { headers: { Authorization: '[redacted]', Cookie: '[redacted]', 'set-cookie': '[redacted]' } },
+    });
+  });
+
+  it('buffers lines and writes them within the flush interval on a quiet gateway', async () => {
+    const c = cfg({ flushIntervalMs: 20 });
+    const audit = createAudit(c);
+    audit.record(entry({ request_id: 'quiet' }));
+    expect(readFileSync(c.destination, 'utf8')).toBe(''); // not written on the caller's stack
+    let text = '';
+    for (let i = 0; i < 200 && text === ''; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      text = readFileSync(c.destination, 'utf8');
+    }
+    expect(JSON.parse(text.trim())).toMatchObject({ request_id: 'quiet' });
+    await audit.close();
+  });
+
+  it('drops and counts lines rather than buffering without bound when the destination cannot keep up', async () => {
+    const c = cfg({ bufferBytes: 0, maxBufferBytes: 4096 });
+    const audit = createAudit(c);
+    // A synchronous burst: the event loop never turns, so nothing can be written meanwhile.
+    for (let i = 0; i < 200; i++) audit.record(entry({ request_id: `burst-${i}` }));
+    expect(audit.dropped()).toBeGreaterThan(0);
+    await audit.close();
+    const lines = readLines(c.destination);
+    expect(lines.length + audit.dropped()).toBe(200);
+    expect(lines.length).toBeLessThan(200);
+  });
+
+  it('appends to an existing file, ignores records after close, and close is idempotent', async () => {
+    const c = cfg();
+    const a1 = createAudit(c);
+    a1.record(entry({ request_id: 'first' }));
+    await a1.close();
+    a1.record(entry({ request_id: 'after-close' }));
+    await a1.close();
+    const a2 = createAudit(c);
+    a2.record(entry({ request_id: 'second' }));
+    await a2.close();
+    expect(readLines(c.destination).map((l) => l['request_id'])).toEqual(['first', 'second']);
+  });
+
+  it('fails at start-up with AUDIT_OPEN_FAILED when the file cannot be opened', () => {
+    expect(() => createAudit(cfg({ destination: join(dir, 'missing-dir', 'x', 'audit.log') }))).toThrow(
+      expect.objectContaining({ code: 'AUDIT_OPEN_FAILED' }),
+    );
+  });
+
+  it('writes nothing when disabled', async () => {
+    const c = cfg({ enabled: false });
+    const audit = createAudit(c);
+    audit.record(entry({}));
+    await audit.close();
+    expect(() => readFileSync(c.destination)).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+  });
+});
+
+describe('reason vocabulary', () => {
+  it('has no duplicates and covers the token failures and policy reasons', () => {
+    expect(new Set(AUDIT_REASONS).size).toBe(AUDIT_REASONS.length);
+    for (const r of ['ok', 'expired', 'bad_signature', 'unknown_kid', 'issuer_not_allowed', 'mfa_required', 'acr_insufficient', 'auth_too_old',
+      'auth_time_missing', 'role_missing', 'scope_missing', 'group_missing', 'rate_limited', 'token_spraying', 'upstream_unavailable',
+      'upstream_timeout', 'overloaded', 'client_aborted']) {
+      expect(isAuditReason(r)).toBe(true);
+    }
+    expect(isAuditReason('/orders/42')).toBe(false);
+  });
+});
