@@ -9,9 +9,13 @@ import { Pipeline } from './server/pipeline.js';
 import { mountAdmin } from './server/admin.js';
 import { loadUws } from './server/uws.js';
 import { createLogger, type Logger } from './observe/log.js';
+import { createAudit, isAuditReason, tokenHash, type AuditEntry, type AuditReason } from './observe/audit.js';
+import { createMetrics, type Collectors, type Metrics } from './observe/metrics.js';
+import { createRateLimits } from './observe/ratelimit.js';
 
 export interface GatewayOptions {
   logger?: Logger;
+  metrics?: Metrics;
   /** Injected clock and fetcher for the verifier (tests). */
   now?: () => number;
   fetch?: typeof globalThis.fetch;
@@ -65,13 +69,34 @@ export async function startGateway(config: CompiledConfig, options: GatewayOptio
   await verifier?.start();
   const pools = new UpstreamPools(config.upstreams);
 
+  const metrics = options.metrics ?? createMetrics();
+  const rateLimits = createRateLimits(config.rateLimit);
+  const audit = createAudit(config.audit, { onError: (err) => logger.error({ err: err.message }, 'audit destination failed') });
+  metrics.setCollectors({
+    pools: () => [...pools.entries()].map(([upstream, p]) => ({ upstream, ...p.stats() })),
+    auditDropped: () => audit.dropped(),
+    ...(verifier?.stats ? verifierCollectors(verifier) : {}),
+  });
+
   let inFlight = 0;
   let drained: (() => void) | null = null;
-  const onDone = (_ex: Exchange): void => {
+  const onDone = (ex: Exchange): void => {
     inFlight--;
+    const entry = auditEntry(ex);
+    audit.record(entry);
+    metrics.request(ex.route, entry.status, entry.reason, entry.total_ms / 1000);
+    if (ex.upstreamMs !== null && ex.upstream !== null) metrics.upstream(ex.upstream, ex.upstreamMs / 1000);
     if (inFlight === 0 && drained) drained();
   };
-  const pipeline = new Pipeline({ config, verifier, pools, onDone });
+  const pipeline = new Pipeline({
+    config,
+    verifier,
+    pools,
+    rateLimits,
+    metrics,
+    onDone,
+    onSprayingBlock: (client) => logger.warn({ client }, 'token spraying: address blocked'),
+  });
 
   const tls = config.listen.tls;
   const app = tls
@@ -90,6 +115,7 @@ export async function startGateway(config: CompiledConfig, options: GatewayOptio
     publicSocket = adminSocket = null;
     await pools.close();
     await verifier?.close();
+    await audit.close();
   };
   try {
     const pub = await listen(app, config.listen.host, config.listen.port, 'public');
@@ -100,6 +126,7 @@ export async function startGateway(config: CompiledConfig, options: GatewayOptio
         const listening = publicSocket !== null && !pipeline.draining;
         return { ready: listening && keys.ready, checks: { listening, config: 'loaded', upstreams: [...config.upstreams.keys()], issuers: keys.issuers } };
       },
+      metrics: () => metrics.text(),
     });
     const adm = await listen(adminApp, config.admin.host, config.admin.port, 'admin');
     adminSocket = adm.socket;
@@ -140,4 +167,44 @@ export async function startGateway(config: CompiledConfig, options: GatewayOptio
     await cleanup();
     throw err;
   }
+}
+
+/** The audit line of a finished exchange (src/observe/audit.ts documents the fields). */
+function auditEntry(ex: Exchange): AuditEntry {
+  const status = ex.aborted && !ex.started ? 499 : ex.status;
+  let reason: AuditReason;
+  if (ex.aborted) reason = 'client_aborted';
+  else if (ex.reason !== null && isAuditReason(ex.reason)) reason = ex.reason;
+  else if (ex.code === null) reason = 'ok';
+  else reason = isAuditReason(ex.code) ? ex.code : 'internal';
+  const p = ex.principal;
+  return {
+    request_id: ex.requestId,
+    client: ex.client,
+    method: ex.method,
+    path: ex.path,
+    route: ex.route,
+    upstream: ex.upstream,
+    status,
+    // allow = the policy let it through to the upstream (whatever the upstream then did).
+    decision: ex.dispatchedAt > 0 ? 'allow' : 'deny',
+    reason,
+    issuer: p?.issuer ?? null,
+    subject: p?.subject ?? null,
+    amr: p?.amr ?? null,
+    acr: p?.acr ?? null,
+    token_hash: ex.token === null ? null : tokenHash(ex.token),
+    cache: ex.cache,
+    total_ms: performance.now() - ex.startedAt,
+    verify_ms: ex.verifyMs,
+    upstream_ms: ex.upstreamMs,
+  };
+}
+
+function verifierCollectors(v: Verifier): Collectors {
+  return {
+    cacheSize: () => v.stats!().cacheSize,
+    verifierQueue: () => v.stats!().queued,
+    verifierUtilization: () => v.stats!().utilization,
+  };
 }

@@ -52,4 +52,6 @@ export interface Verifier {
   /** Readiness: false while some issuer has never had a usable key set. */
   readiness(): { ready: boolean; issuers: Record<string, { ok: boolean; error?: string; fetchedAt?: number }> };
   close(): Promise<void>;
+  /** Gauges for /metrics. */
+  stats?(): { cacheSize: number; negativeSize: number; queued: number; utilization: number };
 }

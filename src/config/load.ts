@@ -7,6 +7,7 @@ import { configSchema, type RawConfig, type RawIssuer, type RawRoute } from './s
 import { parseDuration } from './duration.js';
 import type { CompiledConfig, CompiledIssuer, CompiledRoute, CompiledUpstream, KeySource, MfaPolicy } from './types.js';
 import { PROFILES } from '../authz/profiles.js';
+import { compileObserve, observeCrossChecks } from './observe-schema.js';
 
 /** One problem with a config file, as `path.to.key: what is wrong` (DESIGN.md, `check`). */
 export interface ConfigProblem {
@@ -201,6 +202,7 @@ function crossChecks(data: unknown, baseDir: string): ConfigProblem[] {
       problems.push({ path: `${at}.auth`, message: 'roles / scopes / groups / issuers need auth: token or mfa' });
     }
   });
+  problems.push(...observeCrossChecks(data));
   return problems;
 }
 
@@ -260,6 +262,7 @@ function compileParsed(raw: RawConfig, baseDir: string): CompiledConfig {
     identityHeaders: Object.fromEntries(
       Object.entries(raw.identityHeaders).map(([k, v]) => [k, v.toLowerCase()]),
     ) as unknown as CompiledConfig['identityHeaders'],
+    ...compileObserve(raw, baseDir),
     baseDir,
   });
 }

@@ -1,6 +1,6 @@
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import { parseDuration } from './duration.js';
+import { duration, parseDuration } from './duration.js';
 
 /**
  * Config keys of the observe stage: the audit log (`audit:`), rate limits
@@ -8,17 +8,13 @@ import { parseDuration } from './duration.js';
  * schema.ts adds these as keys of its own strict objects; `compileObserve` turns the
  * parsed values into the frozen runtime part of CompiledConfig.
  *
- * `duration` is rebuilt here from parseDuration rather than imported from
- * schema.ts: schema.ts imports this file, and an import back would be a module
- * cycle in which one side reads the other's `const` before it is initialised
- * (a ReferenceError at start-up).
+ * `duration` comes from duration.ts, not schema.ts: schema.ts imports this file,
+ * and an import back would be a module cycle (a ReferenceError at start-up).
  */
-const DURATION_MESSAGE = 'must be a duration such as 500ms, 30s, 15m, 1h';
-const duration = z.string().refine((s) => parseDuration(s) !== undefined, { message: DURATION_MESSAGE });
 /** Rate-limit windows and blocks are answered in whole seconds (Retry-After, RFC 9110 §10.2.3). */
 const seconds = z.string().superRefine((s, ctx) => {
   const ms = parseDuration(s);
-  if (ms === undefined) ctx.addIssue({ code: 'custom', message: DURATION_MESSAGE });
+  if (ms === undefined) ctx.addIssue({ code: 'custom', message: 'must be a duration such as 500ms, 30s, 15m, 1h' });
   else if (ms < 1000) ctx.addIssue({ code: 'custom', message: 'must be at least 1s' });
 });
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { parseDuration } from './duration.js';
+import { duration } from './duration.js';
+import { auditSchema, rateLimitSchema, routeRateLimitSchema } from './observe-schema.js';
 import { normalizePath } from '../routes/normalize.js';
 
 /**
@@ -8,9 +9,6 @@ import { normalizePath } from '../routes/normalize.js';
  * (`roels:`) must not turn into "no requirement".
  */
 
-export const duration = z.string().refine((s) => parseDuration(s) !== undefined, {
-  message: 'must be a duration such as 500ms, 30s, 15m, 1h',
-});
 
 const host = z.string().min(1, 'must not be empty');
 const port = z.number().int().min(0).max(65535);
@@ -157,6 +155,8 @@ export const routeSchema = z.strictObject({
   acr: stringList.optional(),
   /** Whether the client's Authorization header is forwarded upstream. */
   forwardAuthorization: z.boolean().default(true),
+  /** This route's rate limits; each key replaces the global `rateLimit` key of that name (false = none). */
+  rateLimit: routeRateLimitSchema.optional(),
 });
 
 export const identityHeadersSchema = z.strictObject({
@@ -180,6 +180,8 @@ export const configSchema = z.strictObject({
   mfa: mfaSchema.prefault({}),
   routes: z.array(routeSchema).min(1, 'must list at least one route'),
   identityHeaders: identityHeadersSchema.prefault({}),
+  audit: auditSchema.prefault({}),
+  rateLimit: rateLimitSchema.prefault({}),
 });
 
 export type RawConfig = z.output<typeof configSchema>;

@@ -1,3 +1,5 @@
+import type { CompiledAudit, CompiledRateLimit } from './observe-schema.js';
+
 /**
  * The compiled, frozen runtime table the hot path reads (STYLE.md "Validate once,
  * compile, freeze"). Durations are numbers here; nothing on the request path parses
@@ -116,6 +118,8 @@ export interface CompiledConfig {
   /** Routes sorted by prefix length, longest first. */
   readonly routes: readonly CompiledRoute[];
   readonly identityHeaders: IdentityHeaderNames;
+  readonly audit: CompiledAudit;
+  readonly rateLimit: CompiledRateLimit;
   /** Directory of the config file; relative file paths in it were resolved against it. */
   readonly baseDir: string;
 }

@@ -5,6 +5,8 @@ import type { HttpResponse } from 'uWebSockets.js';
 import { ERRORS, STATUS_LINE, type ErrorCode } from '../errors.js';
 import { forEachResponseHeader } from './headers.js';
 import type { UpstreamPool } from './pools.js';
+import type { Principal } from '../authz/claims.js';
+import type { CacheOutcome } from '../authn/types.js';
 
 /** Extra headers of a gateway answer. */
 export interface AnswerExtras {
@@ -53,6 +55,21 @@ export class Exchange implements Dispatcher.DispatchHandler {
   body: RequestBody | null = null;
   pool: UpstreamPool | null = null;
   readonly startedAt: number;
+
+  // What the audit line and the metrics need (src/observe), filled as the pipeline goes.
+  /** Reason from the fixed vocabulary when it is more precise than `code` (token and policy failures). */
+  reason: string | null = null;
+  path: string | null = null;
+  route: string | null = null;
+  upstream: string | null = null;
+  client = '';
+  principal: Principal | null = null;
+  token: string | null = null;
+  cache: CacheOutcome | null = null;
+  verifyMs: number | null = null;
+  /** performance.now() at dispatch, then the time to the upstream's response headers. */
+  dispatchedAt = 0;
+  upstreamMs: number | null = null;
 
   private controller: Dispatcher.DispatchController | null = null;
   private total = -1; // known response length, -1 = unknown (chunked)
@@ -129,6 +146,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     this.pool = pool;
+    this.dispatchedAt = performance.now();
     try {
       pool.pool.dispatch(opts, this);
     } catch (err) {
@@ -155,6 +173,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     if (statusCode < 200) return; // 1xx are not forwarded
+    this.upstreamMs = performance.now() - this.dispatchedAt;
     const noBody = this.method === 'HEAD' || statusCode === 204 || statusCode === 304;
     const cl = headers['content-length'];
     const length = typeof cl === 'string' && /^\d+$/.test(cl) ? Number(cl) : -1;

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { BlockList, isIPv6 } from 'node:net';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { CompiledConfig, CompiledIssuer, CompiledRoute } from '../config/types.js';
 import type { Verifier, VerifyResult } from '../authn/types.js';
@@ -13,6 +12,10 @@ import { HeaderRewriter } from '../proxy/headers.js';
 import { Exchange, RequestBody, type ExchangeListener } from '../proxy/exchange.js';
 import type { UpstreamPools } from '../proxy/pools.js';
 import { abText } from './uws.js';
+import { buildBlockList, clientAddress, isTrusted } from '../observe/clientip.js';
+import type { RateLimits } from '../observe/ratelimit.js';
+import type { Metrics } from '../observe/metrics.js';
+import type { BlockList } from 'node:net';
 
 /** DESIGN.md "Framing": a header block over 16 KiB is answered 431. */
 const MAX_HEADER_BYTES = 16 * 1024;
@@ -104,7 +107,11 @@ export interface PipelineOptions {
   config: CompiledConfig;
   verifier: Verifier | null;
   pools: UpstreamPools;
+  rateLimits: RateLimits;
+  metrics: Metrics;
   onDone: ExchangeListener;
+  /** Logs a token-spraying block once per block. */
+  onSprayingBlock?: (client: string) => void;
 }
 
 /**
@@ -119,8 +126,10 @@ export class Pipeline {
   private readonly pools: UpstreamPools;
   private readonly rewriter: HeaderRewriter;
   private readonly issuers: ReadonlyMap<string, CompiledIssuer>;
-  private readonly trusted: BlockList;
-  private readonly hasTrusted: boolean;
+  private readonly trusted: BlockList | null;
+  private readonly rateLimits: RateLimits;
+  private readonly metrics: Metrics;
+  private readonly onSprayingBlock: (client: string) => void;
   private readonly proto: 'http' | 'https';
   private readonly realmChallenge: string;
   private readonly onDone: ExchangeListener;
@@ -135,14 +144,10 @@ export class Pipeline {
     this.routes = buildRouteTable(opts.config.routes);
     this.rewriter = new HeaderRewriter(opts.config.identityHeaders);
     this.issuers = new Map(opts.config.issuers.map((i) => [i.name, i]));
-    this.trusted = new BlockList();
-    for (const p of opts.config.server.trustedProxies) {
-      const [addr, bits] = p.split('/');
-      const type = isIPv6(addr!) ? 'ipv6' : 'ipv4';
-      if (bits === undefined) this.trusted.addAddress(addr!, type);
-      else this.trusted.addSubnet(addr!, Number(bits), type);
-    }
-    this.hasTrusted = opts.config.server.trustedProxies.length > 0;
+    this.trusted = opts.config.server.trustedProxies.length > 0 ? buildBlockList(opts.config.server.trustedProxies) : null;
+    this.rateLimits = opts.rateLimits;
+    this.metrics = opts.metrics;
+    this.onSprayingBlock = opts.onSprayingBlock ?? (() => {});
     this.proto = opts.config.listen.tls ? 'https' : 'http';
     // RFC 6750 §3.1: a request with no credentials gets a challenge without an error code.
     this.realmChallenge = bearerChallenge({ realm: opts.config.server.realm });
@@ -153,6 +158,7 @@ export class Pipeline {
     const snap = snapshot(res, req);
     const rid = snap.requestId !== undefined && REQUEST_ID.test(snap.requestId) ? snap.requestId : randomUUID();
     const ex = new Exchange(res, snap.method, rid, this.onDone);
+    ex.client = clientAddress(snap.remote, snap.xff, this.trusted);
 
     if (this.draining) return ex.answer('shutting_down', { close: true, retryAfter: 1 });
     if (snap.headerBytes > MAX_HEADER_BYTES) return ex.answer('headers_too_large', { close: true });
@@ -172,12 +178,28 @@ export class Pipeline {
     // RFC 9112 §3.2: a fragment is never part of a request target.
     const path = normalizePath(snap.rawPath);
     if (path === null || (snap.query !== undefined && snap.query.includes('#'))) return ex.answer('bad_path');
+    ex.path = path;
     const route = this.routes.match(path);
     if (route === undefined) return ex.answer('not_found');
+    ex.route = route.name;
+    ex.upstream = route.upstream;
     if (route.methods !== null && !route.methods.has(snap.method)) return ex.answer('method_not_allowed', { allow: route.allow });
 
+    const rl = this.rateLimits;
+    const wait = rl.checkAddress(route.name, ex.client);
+    if (wait > 0) {
+      this.metrics.rateLimited('address');
+      return ex.answer('rate_limited', { retryAfter: wait });
+    }
     const policy = route.policy;
     if (policy.auth === 'none') return this.forward(ex, snap, route, path, null);
+    // An address caught spraying invalid tokens costs a look-up here, never a verification.
+    const blocked = rl.blocked(ex.client);
+    if (blocked > 0) {
+      this.metrics.rateLimited('spraying');
+      ex.reason = 'token_spraying';
+      return ex.answer('rate_limited', { retryAfter: blocked });
+    }
 
     const cred = extractToken(snap.authorization, snap.authCount, this.config.verifier.maxTokenBytes);
     switch (cred.kind) {
@@ -189,18 +211,35 @@ export class Pipeline {
           challenge: bearerChallenge({ realm: this.config.server.realm, error: 'invalid_request', description: cred.description }),
         });
       case 'too_large':
-        return this.tokenFailed(ex, 'The access token is too large.');
+        return this.tokenFailed(ex, 'too_large', 'The access token is too large.');
     }
+    ex.token = cred.token;
     const verifier = this.verifier!;
     const cached = verifier.lookup(cred.token);
-    if (cached !== undefined) return this.authorize(ex, snap, route, path, cached);
+    if (cached !== undefined) {
+      ex.cache = cached.ok ? 'hit' : 'negative';
+      this.metrics.cache(ex.cache);
+      return this.authorize(ex, snap, route, path, cached);
+    }
+    ex.cache = 'miss';
+    this.metrics.cache('miss');
+    const t0 = performance.now();
     verifier.verify(cred.token).then(
-      (result) => this.authorize(ex, snap, route, path, result),
+      (result) => {
+        ex.verifyMs = performance.now() - t0;
+        this.metrics.verification(ex.verifyMs / 1000, result.ok ? 'valid' : result.code === 'invalid_token' ? 'invalid' : 'error');
+        this.authorize(ex, snap, route, path, result);
+      },
       () => ex.answer('verifier_unavailable', { retryAfter: 1 }),
     );
   };
 
-  private tokenFailed(ex: Exchange, description: string): void {
+  private tokenFailed(ex: Exchange, reason: string, description: string): void {
+    ex.reason = reason;
+    if (this.rateLimits.invalidToken(ex.client)) {
+      this.metrics.sprayingBlocked();
+      this.onSprayingBlock(ex.client);
+    }
     ex.answer('invalid_token', {
       description,
       challenge: bearerChallenge({ realm: this.config.server.realm, error: 'invalid_token', description }),
@@ -210,13 +249,20 @@ export class Pipeline {
   private authorize(ex: Exchange, snap: RequestSnapshot, route: CompiledRoute, path: string, result: VerifyResult): void {
     if (ex.done) return;
     if (!result.ok) {
-      if (result.code === 'invalid_token') return this.tokenFailed(ex, result.description);
+      if (result.code === 'invalid_token') return this.tokenFailed(ex, result.reason, result.description);
       return ex.answer(result.code, { retryAfter: 1, description: result.description });
     }
     const principal = result.principal;
+    ex.principal = principal;
     const decision = decide(principal, route.policy, this.issuers.get(principal.issuer)!, Date.now() / 1000, this.config.server.realm);
     if (!decision.allow) {
+      ex.reason = decision.reason;
       return ex.answer(decision.error, { description: decision.description, challenge: decision.challenge });
+    }
+    const wait = this.rateLimits.checkSubject(route.name, principal.issuer, principal.subject);
+    if (wait > 0) {
+      this.metrics.rateLimited('subject');
+      return ex.answer('rate_limited', { retryAfter: wait });
     }
     this.forward(ex, snap, route, path, principal);
   }
@@ -231,7 +277,7 @@ export class Pipeline {
       snap.host,
       {
         clientAddress: snap.remote,
-        trustedPeer: this.hasTrusted && this.trusted.check(snap.remote, isIPv6(snap.remote) ? 'ipv6' : 'ipv4'),
+        trustedPeer: this.trusted !== null && isTrusted(this.trusted, snap.remote),
         proto: this.proto,
         requestId: ex.requestId,
         forwardAuthorization: route.forwardAuthorization,
