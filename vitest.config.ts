@@ -5,7 +5,15 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     projects: [
-      { test: { name: 'unit', include: ['test/unit/**/*.test.ts'], environment: 'node' } },
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+          environment: 'node',
+          // Projects with different maxWorkers must run in different groups (vitest 4).
+          sequence: { groupOrder: 0 },
+        },
+      },
       {
         test: {
           name: 'integration',
@@ -15,6 +23,7 @@ export default defineConfig({
           hookTimeout: 60_000,
           // Integration files start gateways and upstreams; two cores, so keep them few at once.
           maxWorkers: 2,
+          sequence: { groupOrder: 1 },
         },
       },
     ],

@@ -84,7 +84,7 @@ describe('routing', () => {
     expect(body['error']).toBe('not_found');
     expect(typeof body['error_description']).toBe('string');
     expect(body['request_id']).toBe(r.headers['x-request-id']);
-    expect(get('/publicX').then((x) => x.status)).resolves.toBe(404);
+    await expect(get('/publicX').then((x) => x.status)).resolves.toBe(404);
     expect(a.received.length + b.received.length).toBe(before);
   });
 
