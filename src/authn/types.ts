@@ -52,6 +52,9 @@ export interface Verifier {
   /** Readiness: false while some issuer has never had a usable key set. */
   readiness(): { ready: boolean; issuers: Record<string, { ok: boolean; error?: string; fetchedAt?: number }> };
   close(): Promise<void>;
-  /** Gauges for /metrics. */
-  stats?(): { cacheSize: number; negativeSize: number; queued: number; utilization: number };
+  /**
+   * Gauges for /metrics. `verifications` counts jose verifications that ran (cache misses
+   * that reached a signature check), `keyFetches` key-set loads attempted, both since start.
+   */
+  stats?(): { cacheSize: number; negativeSize: number; queued: number; utilization: number; verifications: number; keyFetches: number };
 }

@@ -1,0 +1,82 @@
+/**
+ * Bearer token extraction (RFC 6750 §2.1). Only the `Authorization` header is read:
+ * tokens in the query string (§2.3) or a form body (§2.2) are never accepted.
+ */
+
+export type Extracted =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'invalid_request'; readonly description: string }
+  | { readonly kind: 'too_large' }
+  | { readonly kind: 'token'; readonly token: string };
+
+const NONE: Extracted = Object.freeze({ kind: 'none' });
+const TOO_LARGE: Extracted = Object.freeze({ kind: 'too_large' });
+// RFC 9110 §11.6.2: Authorization is a singleton field, never a list; two copies
+// make it ambiguous which credentials apply, so RFC 6750 §3.1 invalid_request.
+const TWO_HEADERS: Extracted = Object.freeze({ kind: 'invalid_request', description: 'multiple Authorization headers' });
+const EMPTY: Extracted = Object.freeze({ kind: 'invalid_request', description: 'empty bearer token' });
+const MALFORMED: Extracted = Object.freeze({ kind: 'invalid_request', description: 'malformed bearer token' });
+
+/** RFC 6750 §2.1 b64token characters (the trailing `=` padding is handled apart). */
+const B64TOKEN = new Uint8Array(128);
+for (let c = 0x30; c <= 0x39; c++) B64TOKEN[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) B64TOKEN[c] = 1;
+for (let c = 0x61; c <= 0x7a; c++) B64TOKEN[c] = 1;
+for (const ch of '-._~+/') B64TOKEN[ch.charCodeAt(0)] = 1;
+
+const SP = 0x20;
+const HTAB = 0x09;
+const EQ = 0x3d;
+// "bearer" in lower case; compared with `| 0x20`, which folds ASCII letters only.
+const BEARER = [0x62, 0x65, 0x61, 0x72, 0x65, 0x72] as const;
+
+/**
+ * Finds the bearer token in the value of the Authorization header.
+ *
+ * `authorization` is the header value (undefined when absent), `count` how many
+ * Authorization headers the request carried. The scheme is matched
+ * case-insensitively (RFC 9110 §11.1); the token must be an RFC 6750 §2.1 b64token.
+ * A token longer than `maxTokenBytes` is refused before its characters are looked at.
+ * Allocates nothing but the token slice and its result object.
+ *
+ * @example
+ * extractToken('bearer eyJ…', 1, 8192) // → { kind: 'token', token: 'eyJ…' }
+ * extractToken('Basic YWxpY2U6cHdk', 1, 8192) // → { kind: 'none' }
+ */
+export function extractToken(authorization: string | undefined, count: number, maxTokenBytes: number): Extracted {
+  if (count > 1) return TWO_HEADERS;
+  if (authorization === undefined) return NONE;
+  const len = authorization.length;
+  let i = 0;
+  // Field values carry no leading/trailing whitespace (RFC 9110 §5.5); be lenient if a parser left some.
+  while (i < len && isOws(authorization.charCodeAt(i))) i++;
+  if (len - i < 6) return NONE;
+  for (let k = 0; k < 6; k++) {
+    if ((authorization.charCodeAt(i + k) | 0x20) !== BEARER[k]) return NONE;
+  }
+  i += 6;
+  let end = len;
+  while (end > i && isOws(authorization.charCodeAt(end - 1))) end--;
+  // "Bearer" alone: the scheme with no credentials, an empty bearer token.
+  if (i === end) return EMPTY;
+  // `credentials = auth-scheme [ 1*SP token68 ]`: anything else right after the six
+  // letters means another scheme that merely starts with "bearer" ("BearerX").
+  if (authorization.charCodeAt(i) !== SP) return NONE;
+  while (i < end && authorization.charCodeAt(i) === SP) i++;
+  if (i === end) return EMPTY;
+  // Checked before a single token character is inspected (issue 3: "rejected before any parsing").
+  if (end - i > maxTokenBytes) return TOO_LARGE;
+  let j = i;
+  for (; j < end; j++) {
+    const c = authorization.charCodeAt(j);
+    if (c >= 128 || B64TOKEN[c] !== 1) break;
+  }
+  // b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+  if (j === i) return MALFORMED;
+  for (; j < end; j++) if (authorization.charCodeAt(j) !== EQ) return MALFORMED;
+  return { kind: 'token', token: authorization.slice(i, end) };
+}
+
+function isOws(c: number): boolean {
+  return c === SP || c === HTAB;
+}

@@ -1,0 +1,345 @@
+/**
+ * Token verification: an lru-cache of verified claims in front of a Piscina pool of
+ * jose verifications, with the issuers' key sets held here on the main thread.
+ *
+ * @example
+ * const verifier = createVerifier(loadConfig('gateway.yaml'));
+ * await verifier.start();                       // fetches every issuer's keys once
+ * const r = verifier.lookup(token) ?? (await verifier.verify(token));
+ * if (r.ok) decide(r.principal, route.policy, …);
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { decodeJwt, decodeProtectedHeader, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
+import { LRUCache } from 'lru-cache';
+import { Piscina } from 'piscina';
+import type { CompiledConfig, CompiledIssuer } from '../config/types.js';
+import { principalFrom } from '../authz/claims.js';
+import { GatewayError } from '../errors.js';
+import { tokenFailure } from './failures.js';
+import { KEY_MISMATCH, KeyStore, NO_KEYS, UNKNOWN_KID, type StoredKey } from './jwks.js';
+import type { TokenFailure, TokenFailureReason, TokenSuccess, Verifier, VerifyResult } from './types.js';
+import verifyTask, { type VerifyTask, type VerifyTaskResult } from './worker/verify.js';
+
+export interface VerifierOptions {
+  /** Milliseconds since the epoch; the injected clock of the caches, `exp`/`nbf` checks and cooldowns. */
+  now?: () => number;
+  /** Fetcher for discovery documents and key sets. */
+  fetch?: typeof globalThis.fetch;
+  log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /**
+   * The worker module Piscina loads (default: `./worker/verify.js` beside this file,
+   * i.e. dist/authn/worker/verify.js). Tests point it at a wrapper that can crash.
+   */
+  workerFile?: URL;
+}
+
+/**
+ * A cached success carries its own deadlines, so a hit reads the clock once and needs
+ * no second look-up (lru-cache's own TTL would read it again on every get).
+ */
+interface CachedSuccess extends TokenSuccess {
+  /** min(exp, cached at + maxTtl) in ms: after it the entry is a miss and the token is verified again. */
+  readonly staleAtMs: number;
+  /** (exp + clockTolerance) in ms: from this instant on the token is expired (jose's rule). */
+  readonly expiredAtMs: number;
+}
+
+interface IssuerRuntime {
+  readonly issuer: CompiledIssuer;
+  readonly store: KeyStore;
+}
+
+const EXPIRED = tokenFailure('expired');
+const MALFORMED = tokenFailure('malformed');
+const TOO_LARGE = tokenFailure('too_large');
+const UNKNOWN_ISSUER = tokenFailure('unknown_issuer');
+const ALG_NOT_ALLOWED = tokenFailure('alg_not_allowed');
+const UNKNOWN_KID_FAILURE = tokenFailure('unknown_kid');
+const UNAVAILABLE = tokenFailure('verifier_unavailable');
+const OVERLOADED = tokenFailure('overloaded');
+
+/**
+ * Reasons worth a negative-cache entry: the token reached a signature or claims check
+ * and will fail it again. `not_yet_valid` is left out: only a correctly signed token
+ * gets that far, and it becomes valid by itself. `unknown_kid` is cached apart, only
+ * until a refetch could change the answer; overload and unavailability never are.
+ */
+const NEGATIVE_REASONS: ReadonlySet<string> = new Set<TokenFailureReason>([
+  'bad_signature',
+  'expired',
+  'exp_missing',
+  'wrong_audience',
+  'wrong_typ',
+  'crit_unsupported',
+  'claim_invalid',
+  'alg_not_allowed',
+  'malformed',
+  'unknown_issuer',
+]);
+
+/**
+ * lru-cache's `get(k, options = {})` allocates its default options object on every
+ * call; handing it this one keeps a hit allocation-free. `status` is reset before each
+ * use so lru-cache's diagnostics (when subscribed) start from a clean slate.
+ */
+const HOT_GET: { status?: undefined } = {};
+
+/** Piscina rejects a task it has no room for with one of these (piscina/dist/errors.js). */
+const QUEUE_FULL = /^(Task queue is at limit|No task queue available)/;
+
+/**
+ * Builds the verifier for a compiled config (issue 3, DESIGN.md "Verification").
+ * `threads: 0` verifies on the main thread with the same task code the workers run.
+ */
+export function createVerifier(config: CompiledConfig, options: VerifierOptions = {}): Verifier {
+  return new TokenVerifier(config, options);
+}
+
+class TokenVerifier implements Verifier {
+  private readonly now: () => number;
+  private readonly log: NonNullable<VerifierOptions['log']>;
+  private readonly byIss = new Map<string, IssuerRuntime>();
+  private readonly positive: LRUCache<string, CachedSuccess>;
+  private readonly negative: LRUCache<string, TokenFailure>;
+  private readonly inflight = new Map<string, Promise<VerifyResult>>();
+  private readonly pool: Piscina<VerifyTask, VerifyTaskResult> | null;
+  private readonly abort = new AbortController();
+  private readonly cfg: CompiledConfig['verifier'];
+  private inlineRunning = 0;
+  private verifications = 0;
+  private closed = false;
+
+  constructor(config: CompiledConfig, options: VerifierOptions) {
+    this.cfg = config.verifier;
+    this.now = options.now ?? Date.now;
+    this.log = options.log ?? (() => {});
+    const fetch = options.fetch ?? globalThis.fetch;
+    for (const issuer of config.issuers) {
+      const store = new KeyStore(issuer, {
+        now: this.now,
+        fetch,
+        log: this.log,
+        cooldownMs: this.cfg.jwksCooldownMs,
+        timeoutMs: this.cfg.jwksTimeoutMs,
+        signal: this.abort.signal,
+      });
+      this.byIss.set(issuer.issuer, { issuer, store });
+    }
+    // Positive entries expire by their own deadlines (CachedSuccess), checked in lookup
+    // against the injected clock; the negative cache uses lru-cache's TTL, with the
+    // injected clock as its `perf` and ttlResolution 0 so it asks on every read instead
+    // of memoizing a timestamp behind a real timer.
+    this.positive = new LRUCache<string, CachedSuccess>({ max: this.cfg.cacheMax });
+    this.negative = new LRUCache<string, TokenFailure>({
+      max: this.cfg.negativeMax,
+      ttl: this.cfg.negativeTtlMs,
+      ttlResolution: 0,
+      ttlAutopurge: false,
+      perf: { now: this.now },
+    });
+    if (this.cfg.threads > 0) {
+      const file = options.workerFile ?? new URL('./worker/verify.js', import.meta.url);
+      // Fail at start rather than with a pool that respawns a worker that cannot load.
+      if (!existsSync(fileURLToPath(file))) {
+        throw new GatewayError('VERIFIER_WORKER_MISSING', `verifier worker ${fileURLToPath(file)} not found (run npm run build)`);
+      }
+      this.pool = new Piscina<VerifyTask, VerifyTaskResult>({
+        filename: file.href,
+        minThreads: this.cfg.threads,
+        maxThreads: this.cfg.threads,
+        // Bounded (STYLE.md "Bound everything"): beyond it, 503 rather than an ever longer wait.
+        maxQueue: this.cfg.maxQueue,
+      });
+      // A worker that dies outside a task must not become an unhandled 'error' event
+      // that takes the gateway down; Piscina replaces it.
+      this.pool.on('error', (err: Error) => this.log('error', 'verifier worker failed', { error: err.message }));
+    } else {
+      this.pool = null;
+    }
+  }
+
+  /**
+   * The hot path: synchronous, and on a hit it returns the cached object itself
+   * (nothing allocated). `exp` is re-checked against the clock on every hit,
+   * with the issuer's clock tolerance, as jose would.
+   */
+  lookup(token: string): VerifyResult | undefined {
+    HOT_GET.status = undefined;
+    const hit = this.positive.get(token, HOT_GET);
+    if (hit !== undefined) {
+      const t = this.now();
+      if (t < hit.expiredAtMs) {
+        if (t <= hit.staleAtMs) return hit;
+        this.positive.delete(token); // past maxTtl (or exp, inside the tolerance): verify again
+      } else {
+        this.positive.delete(token);
+        return EXPIRED;
+      }
+    }
+    HOT_GET.status = undefined;
+    return this.negative.get(token, HOT_GET);
+  }
+
+  verify(token: string): Promise<VerifyResult> {
+    if (this.closed) return Promise.resolve(UNAVAILABLE);
+    if (token.length > this.cfg.maxTokenBytes) return Promise.resolve(TOO_LARGE);
+    const cached = this.lookup(token);
+    if (cached !== undefined) return Promise.resolve(cached);
+    // Concurrent misses for one token share one verification (single flight).
+    let pending = this.inflight.get(token);
+    if (pending === undefined) {
+      pending = this.verifyMiss(token).finally(() => this.inflight.delete(token));
+      this.inflight.set(token, pending);
+    }
+    return pending;
+  }
+
+  async start(): Promise<void> {
+    await Promise.all([...this.byIss.values()].map((r) => r.store.load()));
+  }
+
+  readiness(): { ready: boolean; issuers: Record<string, { ok: boolean; error?: string; fetchedAt?: number }> } {
+    const issuers: Record<string, { ok: boolean; error?: string; fetchedAt?: number }> = {};
+    let ready = true;
+    for (const { issuer, store } of this.byIss.values()) {
+      const s = store.status();
+      issuers[issuer.name] = s;
+      if (!s.ok) ready = false;
+    }
+    return { ready, issuers };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort();
+    await this.pool?.destroy();
+    this.positive.clear();
+    this.negative.clear();
+  }
+
+  stats(): { cacheSize: number; negativeSize: number; queued: number; utilization: number; verifications: number; keyFetches: number } {
+    let keyFetches = 0;
+    for (const r of this.byIss.values()) keyFetches += r.store.fetches;
+    return {
+      cacheSize: this.positive.size,
+      negativeSize: this.negative.size,
+      queued: this.pool?.queueSize ?? 0,
+      utilization: this.pool?.utilization ?? (this.inlineRunning > 0 ? 1 : 0),
+      verifications: this.verifications,
+      keyFetches,
+    };
+  }
+
+  /** A token seen for the first time: pick issuer and key here, verify in the pool. */
+  private async verifyMiss(token: string): Promise<VerifyResult> {
+    let header: ProtectedHeaderParameters;
+    let payload: JWTPayload;
+    try {
+      // Decoded without trust, only to find the issuer (`iss`) and its key (`kid`, `alg`);
+      // everything is checked again, signature first, by jwtVerify.
+      header = decodeProtectedHeader(token);
+      payload = decodeJwt(token);
+    } catch {
+      return MALFORMED;
+    }
+    const runtime = typeof payload.iss === 'string' ? this.byIss.get(payload.iss) : undefined;
+    if (runtime === undefined) return UNKNOWN_ISSUER;
+    const { issuer, store } = runtime;
+    const alg = header.alg;
+    // RFC 8725 §3.1: `none` and HS* never reach a key, whatever the allowlist says.
+    if (typeof alg !== 'string' || alg === 'none' || alg.startsWith('HS') || !issuer.algorithms.includes(alg)) return ALG_NOT_ALLOWED;
+    const kid = header.kid;
+    if (kid !== undefined && typeof kid !== 'string') return MALFORMED;
+
+    let key = store.select(alg, kid);
+    // An unknown kid is how key rotation shows: refetch, at most once per cooldown for
+    // the whole process. A kid-less token does not cause a fetch (nothing names a new key).
+    if (key === NO_KEYS || (key === UNKNOWN_KID && kid !== undefined)) {
+      await store.refresh();
+      if (this.closed) return UNAVAILABLE;
+      key = store.select(alg, kid);
+    }
+    if (key === NO_KEYS) return UNAVAILABLE; // never had keys: our problem, not the token's (503)
+    if (key === KEY_MISMATCH) return this.remember(token, ALG_NOT_ALLOWED);
+    if (key === UNKNOWN_KID) {
+      // Cached only until a refetch could make the kid known (lru-cache expires an entry
+      // once more than `ttl` ms have passed, hence the − 1).
+      const ttl = Math.floor(Math.min(this.cfg.negativeTtlMs, store.cooldownLeft() - 1));
+      if (ttl >= 1) this.negative.set(token, UNKNOWN_KID_FAILURE, { ttl });
+      return UNKNOWN_KID_FAILURE;
+    }
+    return this.runTask(token, issuer, key, alg);
+  }
+
+  private async runTask(token: string, issuer: CompiledIssuer, key: StoredKey, alg: string): Promise<VerifyResult> {
+    const task: VerifyTask = {
+      token,
+      jwk: key.jwk,
+      keyId: key.id,
+      alg,
+      algorithms: issuer.algorithms,
+      issuer: issuer.issuer,
+      audience: issuer.audience,
+      clockToleranceSec: issuer.clockToleranceSec,
+      typ: issuer.typ,
+      nowMs: this.now(),
+    };
+    let result: VerifyTaskResult;
+    if (this.pool === null) {
+      // threads: 0 — the same bound as the pool's queue, so a burst cannot pile up
+      // unbounded WebCrypto work on the main thread either.
+      if (this.inlineRunning >= this.cfg.maxQueue) return OVERLOADED;
+      this.inlineRunning++;
+      try {
+        result = await verifyTask(task);
+      } finally {
+        this.inlineRunning--;
+      }
+    } else {
+      try {
+        result = await this.pool.run(task);
+      } catch (err) {
+        const message = (err as Error)?.message ?? String(err);
+        if (QUEUE_FULL.test(message)) return OVERLOADED;
+        // A crashed worker or a destroyed pool: this request gets 503, Piscina starts a new worker.
+        if (!this.closed) this.log('error', 'verifier worker task failed', { issuer: issuer.name, error: message });
+        return UNAVAILABLE;
+      }
+    }
+    this.verifications++;
+    if (this.closed) return UNAVAILABLE;
+    if (!result.ok) {
+      if (result.reason === 'key_unusable') {
+        this.log('error', 'signing key does not import', { issuer: issuer.name, kid: key.kid ?? null, error: result.detail });
+        return UNAVAILABLE;
+      }
+      if (result.detail !== undefined) this.log('warn', 'unexpected verification error', { issuer: issuer.name, error: result.detail });
+      return this.remember(token, tokenFailure(result.reason));
+    }
+    return this.accept(token, issuer, result.payload);
+  }
+
+  /** Caches the verified claims (never a decision) until exp, at most maxTtl. */
+  private accept(token: string, issuer: CompiledIssuer, payload: JWTPayload): VerifyResult {
+    const principal = principalFrom(payload as Record<string, unknown>, issuer);
+    const now = this.now();
+    const expMs = principal.exp * 1000;
+    const entry: CachedSuccess = Object.freeze({
+      ok: true as const,
+      principal,
+      // TTL = min(exp − now, maxTtl): never past `exp` (DESIGN.md).
+      staleAtMs: Math.min(expMs, now + this.cfg.cacheMaxTtlMs),
+      expiredAtMs: (principal.exp + issuer.clockToleranceSec) * 1000,
+    });
+    // A token still inside its tolerance window after `exp` is answered but not cached.
+    if (expMs > now) this.positive.set(token, entry);
+    return entry;
+  }
+
+  private remember(token: string, failure: TokenFailure): TokenFailure {
+    if (NEGATIVE_REASONS.has(failure.reason)) this.negative.set(token, failure);
+    return failure;
+  }
+}

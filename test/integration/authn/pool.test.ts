@@ -1,0 +1,179 @@
+/**
+ * The verifier with its Piscina pool, loaded from the build (dist/authn/verifier.js
+ * starts dist/authn/worker/verify.js): threads 0 and threads 2 answer alike, a
+ * crashed worker costs one 503 and the pool recovers, a full queue answers overloaded.
+ * Needs `npm run build` first (the test command builds).
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { JWTPayload } from 'jose';
+// @ts-expect-error dist/ has no declarations (tsconfig.build.json); the shapes are src/authn's.
+import { createVerifier as createBuiltVerifier } from '../../../dist/authn/verifier.js';
+import type { createVerifier as CreateVerifier } from '../../../src/authn/verifier.js';
+import type { Verifier, VerifyResult } from '../../../src/authn/types.js';
+import { b64, configWith, makeKey, sign, signRawRs256, startIdp, testClock, type IdpServer, type TestKey } from './idp.js';
+
+const createVerifier = createBuiltVerifier as typeof CreateVerifier;
+
+let rs: TestKey;
+let ps: TestKey;
+let es: TestKey;
+let ed: TestKey;
+let attacker: TestKey;
+let idp: IdpServer;
+
+beforeAll(async () => {
+  [rs, ps, es, ed, attacker] = await Promise.all([
+    makeKey('RS256', 'rs-1'),
+    makeKey('PS256', 'ps-1'),
+    makeKey('ES256', 'es-1'),
+    makeKey('EdDSA', 'ed-1'),
+    makeKey('RS256', 'rs-1'),
+  ]);
+  idp = await startIdp([rs.jwk, ps.jwk, es.jwk, ed.jwk], '/pool');
+});
+
+afterAll(async () => {
+  await idp?.close();
+});
+
+const open: Verifier[] = [];
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((v) => v.close()));
+});
+
+function config(verifier: Record<string, unknown>) {
+  return configWith(
+    [
+      {
+        name: 'corp',
+        issuer: idp.issuer,
+        discovery: true,
+        audience: ['orders-api'],
+        algorithms: ['RS256', 'PS256', 'ES256', 'EdDSA'],
+        clockTolerance: '30s',
+        typ: 'at+jwt',
+        claims: { roles: 'realm_access.roles', groups: 'groups' },
+      },
+    ],
+    verifier,
+  );
+}
+
+const clock = testClock();
+const logs: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
+
+async function started(verifier: Record<string, unknown>, workerFile?: URL): Promise<Verifier> {
+  const v = createVerifier(config(verifier), {
+    now: clock.now,
+    log: (level, msg, fields) => logs.push({ level, msg, ...(fields ? { fields } : {}) }),
+    ...(workerFile ? { workerFile } : {}),
+  });
+  open.push(v);
+  await v.start();
+  return v;
+}
+
+const claims = (extra: JWTPayload = {}): JWTPayload => ({
+  iss: idp.issuer,
+  aud: 'orders-api',
+  sub: 'alice',
+  iat: clock.sec(),
+  exp: clock.sec() + 600,
+  jti: randomUUID(),
+  realm_access: { roles: ['orders.reader'] },
+  groups: 'ops',
+  amr: ['pwd', 'otp'],
+  ...extra,
+});
+
+/** What a caller can observe of an answer. */
+function view(r: VerifyResult): unknown {
+  return r.ok ? { ok: true, principal: { ...r.principal } } : { ok: false, code: r.code, reason: r.reason, description: r.description };
+}
+
+describe('threads: 0 and threads: 2', () => {
+  it('give identical answers over the same token set', async () => {
+    const good = await sign(rs, claims());
+    const [h, p] = good.split('.');
+    const tokens: string[] = [
+      good,
+      await sign(ps, claims({ sub: 'bob' })),
+      await sign(es, claims({ acr: 'phr', auth_time: clock.sec() - 10 })),
+      await sign(ed, claims({ realm_access: { roles: 'single' } })),
+      await sign(es, claims(), { header: { kid: null } }),
+      await sign(rs, claims({ exp: clock.sec() - 31 })),
+      await sign(rs, claims({ exp: clock.sec() - 29 })),
+      await sign(rs, claims({ nbf: clock.sec() + 31 })),
+      await sign(rs, claims({ aud: 'billing-api' })),
+      await sign(rs, claims(), { header: { typ: 'JWT' } }),
+      await sign(rs, { ...claims(), exp: undefined }),
+      await sign(rs, claims({ iss: 'https://evil.example' })),
+      `${h}.${p}.${'A'.repeat(342)}`,
+      `${h}.${b64({ ...claims(), sub: 'mallory' })}.${good.split('.')[2]}`,
+      `${h}.${p}.`,
+      `${b64({ alg: 'none', kid: 'rs-1' })}.${p}.`,
+      await sign({ privateKey: new TextEncoder().encode(JSON.stringify(rs.jwk)), kid: 'rs-1', alg: 'HS256' }, claims()),
+      await sign(attacker, claims()),
+      await sign(attacker, claims(), { header: { kid: 'unknown-kid' } }),
+      await sign(es, claims(), { header: { kid: 'rs-1' } }),
+      await signRawRs256(rs, { alg: 'RS256', kid: 'rs-1', typ: 'at+jwt', crit: ['urn:x'], 'urn:x': 1 }, claims()),
+      'not.a.jwt',
+      'garbage',
+    ];
+    const inline = await started({ threads: 0 });
+    const pooled = await started({ threads: 2 });
+    const a = await Promise.all(tokens.map((t) => inline.verify(t)));
+    const b = await Promise.all(tokens.map((t) => pooled.verify(t)));
+    expect(b.map(view)).toEqual(a.map(view));
+    // The set exercises both outcomes and many reasons.
+    expect(a.filter((r) => r.ok).length).toBe(6);
+    expect(new Set(a.filter((r) => !r.ok).map((r) => !r.ok && r.reason)).size).toBeGreaterThanOrEqual(10);
+    expect(pooled.stats!().verifications).toBe(inline.stats!().verifications);
+    // And the cache answers the same afterwards.
+    expect(tokens.map((t) => pooled.lookup(t)).map((r) => r && view(r))).toEqual(tokens.map((t) => inline.lookup(t)).map((r) => r && view(r)));
+  });
+});
+
+describe('the worker pool', () => {
+  it('a worker crash answers verifier_unavailable (503), is not cached, and the pool recovers', async () => {
+    const v = await started({ threads: 2 }, new URL('./fixtures/crash-worker.mjs', import.meta.url));
+    expect((await v.verify(await sign(rs, claims()))).ok).toBe(true);
+    const crash = await sign(rs, claims({ jti: 'crash-worker' }));
+    const r = await v.verify(crash);
+    expect(r).toMatchObject({ ok: false, code: 'verifier_unavailable', reason: 'verifier_unavailable' });
+    expect(v.lookup(crash)).toBeUndefined();
+    expect(logs).toContainEqual(expect.objectContaining({ level: 'error', msg: 'verifier worker task failed' }));
+    // Recovered: fresh tokens verify, and more crashes are answered the same way.
+    for (let i = 0; i < 4; i++) expect((await v.verify(await sign(es, claims()))).ok).toBe(true);
+    const again = await Promise.all([v.verify(crash), v.verify(await sign(ed, claims())), v.verify(await sign(ps, claims()))]);
+    expect(again[0]).toMatchObject({ ok: false, code: 'verifier_unavailable' });
+    expect(again[1]?.ok).toBe(true);
+    expect(again[2]?.ok).toBe(true);
+    expect((await v.verify(await sign(rs, claims()))).ok).toBe(true);
+  });
+
+  it('a full queue answers overloaded (503), uncached, and the pool drains', async () => {
+    const v = await started({ threads: 2, maxQueue: 1 });
+    expect((await v.verify(await sign(rs, claims()))).ok).toBe(true);
+    const tokens = await Promise.all(Array.from({ length: 40 }, () => sign(rs, claims())));
+    const results = await Promise.all(tokens.map((t) => v.verify(t)));
+    const overloaded = results.filter((r) => !r.ok);
+    const ok = results.filter((r) => r.ok);
+    expect(overloaded.length).toBeGreaterThan(0);
+    expect(ok.length).toBeGreaterThan(0);
+    expect(ok.length + overloaded.length).toBe(40);
+    for (const r of overloaded) expect(r).toMatchObject({ ok: false, code: 'overloaded', reason: 'overloaded' });
+    const refused = tokens[results.findIndex((r) => !r.ok)]!;
+    expect(v.lookup(refused)).toBeUndefined();
+    expect((await v.verify(refused)).ok).toBe(true);
+    expect(v.stats!().queued).toBe(0);
+  });
+
+  it('close() destroys the pool; later verifications answer verifier_unavailable', async () => {
+    const v = await started({ threads: 2 });
+    const token = await sign(rs, claims());
+    await v.close();
+    expect(await v.verify(token)).toMatchObject({ ok: false, code: 'verifier_unavailable' });
+  });
+});
