@@ -24,6 +24,34 @@ export interface Principal {
   readonly groups: readonly string[] | null;
 }
 
+/**
+ * Splits a configured claim path into segments: `.` separates, `\.` is a literal dot and
+ * `\\` a literal backslash. The escape is what lets a namespaced claim (Auth0 requires
+ * them for roles and groups: `https://example\.com/roles`) be addressed at all.
+ *
+ * @example parseClaimPath('realm_access.roles') // ['realm_access', 'roles']
+ * @example parseClaimPath('https://example\\.com/roles') // ['https://example.com/roles']
+ */
+export function parseClaimPath(text: string): ClaimPath {
+  const out: string[] = [];
+  let seg = '';
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]!;
+    const next = text[i + 1];
+    if (ch === '\\' && (next === '.' || next === '\\')) {
+      seg += next;
+      i++;
+    } else if (ch === '.') {
+      out.push(seg);
+      seg = '';
+    } else {
+      seg += ch;
+    }
+  }
+  out.push(seg);
+  return Object.freeze(out);
+}
+
 /** Nested look-up only: `a.b` never matches a top-level key literally named "a.b" (DESIGN.md). */
 export function claimAt(payload: unknown, path: ClaimPath): unknown {
   let cur: unknown = payload;
