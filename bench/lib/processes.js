@@ -1,0 +1,194 @@
+/**
+ * The two child processes of a bench run: the bench upstream (bench/upstream.js) and
+ * the built gateway (`node dist/cli.js start --config FILE`), each optionally pinned
+ * with taskset. Both are always stopped by their pid, never by name.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import YAML from 'yaml';
+import { pinnedCommand } from './placement.js';
+import { ALGORITHMS, AUDIENCE, ISSUER, ROLE, SCOPE } from './tokens.js';
+
+export const ROOT = join(import.meta.dirname, '..', '..');
+export const CLI = join(ROOT, 'dist', 'cli.js');
+const UPSTREAM = join(ROOT, 'bench', 'upstream.js');
+
+/** A free loopback port: listen on 0, read the port, close. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const KEEP = 8 * 1024;
+/** Spawns argv; keeps the tail of stderr (and stdout when piped) for error messages. */
+function launch(argv, { stdout = 'pipe', env = {} } = {}) {
+  const [cmd, ...args] = argv;
+  const proc = spawn(cmd, args, { stdio: ['pipe', stdout, 'pipe'], env: { ...process.env, ...env } });
+  let err = '';
+  proc.stderr.setEncoding('utf8').on('data', (d) => {
+    err = (err + d).slice(-KEEP);
+  });
+  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  proc.on('error', () => {}); // reported through `exited`
+  return { proc, exited, stderr: () => err };
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves with how the process ended. */
+async function stopProcess(child, graceMs = 10_000) {
+  const { proc, exited } = child;
+  if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+  let timer;
+  const killed = new Promise((resolve) => {
+    timer = setTimeout(() => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+      resolve(null);
+    }, graceMs);
+  });
+  await Promise.race([exited, killed]);
+  clearTimeout(timer);
+  return exited;
+}
+
+/**
+ * Starts the bench upstream as a child process.
+ * @param {{ cpus: string | null }} placement cores for taskset, or null
+ * @returns {Promise<{ url: string, port: number, server: string, pid: number, stop(): Promise<{code:number|null,signal:string|null}> }>}
+ */
+export async function startUpstreamProcess({ cpus }) {
+  const child = launch(pinnedCommand(cpus, [process.execPath, UPSTREAM]));
+  const info = await new Promise((resolve, reject) => {
+    let out = '';
+    child.proc.stdout.setEncoding('utf8').on('data', (d) => {
+      out += d;
+      const nl = out.indexOf('\n');
+      if (nl !== -1) resolve(JSON.parse(out.slice(0, nl)));
+    });
+    void child.exited.then(({ code }) => reject(new Error(`bench upstream exited (${code}) before listening: ${child.stderr()}`)));
+  });
+  return {
+    url: `http://127.0.0.1:${info.port}`,
+    port: info.port,
+    server: info.server,
+    pid: child.proc.pid,
+    stop: () => stopProcess(child, 3000),
+  };
+}
+
+/**
+ * The gateway config of a bench run (DESIGN.md "Config file"): `/public/` with
+ * `auth: none`, `/api/` with `auth: mfa` plus a role and a scope, one issuer whose
+ * keys come from the JWKS file the harness wrote.
+ */
+export function gatewayConfig({ port, adminPort, upstreamUrl, jwksFile, threads }) {
+  return {
+    listen: { host: '127.0.0.1', port },
+    admin: { host: '127.0.0.1', port: adminPort },
+    server: { drainTimeout: '5s' },
+    verifier: { threads, maxQueue: 1024, cache: { max: 100_000, maxTtl: '5m', negativeTtl: '10s', negativeMax: 10_000 } },
+    issuers: [
+      {
+        name: 'bench',
+        issuer: ISSUER,
+        profile: 'keycloak',
+        jwksFile,
+        audience: [AUDIENCE],
+        algorithms: [...ALGORITHMS],
+      },
+    ],
+    upstreams: { bench: { url: upstreamUrl, connections: 128 } },
+    // All bench traffic comes from 127.0.0.1. The per-address spraying guard would
+    // (rightly) answer 429 to `invalid` and `spray` after 20 bad tokens and then block
+    // the address for every later scenario; the bench measures what the guard cannot
+    // help with: bad tokens from many addresses, which reach the verifier and the
+    // negative cache. No address or subject limits either (none are set by default).
+    rateLimit: { spraying: { enabled: false } },
+    routes: [
+      { path: '/public/', name: 'public', upstream: 'bench', auth: 'none' },
+      { path: '/api/', name: 'api', upstream: 'bench', auth: 'mfa', roles: [ROLE], scopes: [SCOPE] },
+    ],
+  };
+}
+
+async function waitReady(url, child, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let exited = null;
+  void child.exited.then((e) => (exited = e));
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    if (exited) throw new Error(`gateway exited (code ${exited.code}, signal ${exited.signal}) before it was ready:\n${child.stderr().trim()}`);
+    try {
+      const r = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      if (r.status === 200) return;
+      last = `${r.status} ${await r.text()}`;
+    } catch (err) {
+      last = err.message;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`gateway not ready after ${timeoutMs} ms (last /readyz: ${last}):\n${child.stderr().trim()}`);
+}
+
+/**
+ * Writes the config and starts `node dist/cli.js start --config FILE`; resolves once
+ * `GET /readyz` on the admin port answers 200. The gateway's stdout (one audit line
+ * per request) goes to /dev/null so that reading it costs the load generator nothing;
+ * the gateway still formats and writes every line, as in production.
+ */
+export async function startGatewayProcess({ dir, cpus, upstreamUrl, jwksFile, threads, nodeArgs = [], cli = CLI, readyTimeoutMs = 20_000 }) {
+  if (!existsSync(cli)) throw new Error(`${cli} not found: build first (npm run build)`);
+  const port = await freePort();
+  const adminPort = await freePort();
+  const config = gatewayConfig({ port, adminPort, upstreamUrl, jwksFile, threads });
+  const configFile = join(dir, 'gateway.yaml');
+  writeFileSync(configFile, YAML.stringify(config));
+  // nodeArgs e.g. ['--cpu-prof', '--cpu-prof-dir=.tmp/profiles'] to see where the gateway spends its time.
+  const child = launch(pinnedCommand(cpus, [process.execPath, ...nodeArgs, cli, 'start', '--config', configFile]), { stdout: 'ignore' });
+  try {
+    await waitReady(`http://127.0.0.1:${adminPort}/readyz`, child, readyTimeoutMs);
+  } catch (err) {
+    await stopProcess(child, 2000);
+    throw err;
+  }
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    adminPort,
+    configFile,
+    pid: child.proc.pid,
+    stderr: child.stderr,
+    /** False once the process has exited (crashed) on its own. */
+    alive: () => child.proc.exitCode === null && child.proc.signalCode === null,
+    /** SIGTERM (the contract: drain, exit 0); SIGKILL after 10 s. */
+    stop: () => stopProcess(child, 10_000),
+  };
+}
+
+let clockTicks = null;
+/**
+ * CPU time (user + system, all threads) a process has used so far, in ms, from
+ * /proc/PID/stat; null where there is no /proc. Resolution is one clock tick (10 ms),
+ * plenty over a run of seconds.
+ */
+export function cpuTimeMs(pid) {
+  if (process.platform !== 'linux' || !pid) return null;
+  try {
+    if (clockTicks === null) {
+      const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+      clockTicks = Number(r.stdout) > 0 ? Number(r.stdout) : 100;
+    }
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(rest[11]) + Number(rest[12])) * 1000) / clockTicks;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,220 @@
+/**
+ * The scenario table. Each scenario is one autocannon run against either the bench
+ * upstream directly (`target: 'upstream'`) or the gateway in front of it.
+ *
+ * - `token`: which bearer token each request carries (see bench/run.js `tokenSource`)
+ * - `expect`: '2xx', or the one status every answer must have (e.g. 401)
+ * - `baseline`: the straight-to-upstream run of the same request, for the × direct ratio
+ * - `vsNone`: the × none ratio is meaningful (same small GET as `none`, plus auth)
+ * - `conn`: which connection count applies: 'main' (--connections), 'body' (--body-connections)
+ */
+export const SCENARIOS = [
+  {
+    name: 'direct',
+    target: 'upstream',
+    path: '/api/hello',
+    expect: '2xx',
+    conn: 'main',
+    what: 'autocannon straight at the upstream: the ceiling of this machine, and the denominator of every × direct ratio',
+  },
+  {
+    name: 'direct-upload-1m',
+    target: 'upstream',
+    method: 'POST',
+    path: '/api/upload',
+    body: 'upload',
+    expect: '2xx',
+    conn: 'body',
+    what: 'baseline of upload-1m: 1 MiB POSTs straight at the upstream',
+  },
+  {
+    name: 'direct-download-1m',
+    target: 'upstream',
+    path: '/api/download-1m',
+    expect: '2xx',
+    conn: 'body',
+    what: 'baseline of download-1m: 1 MiB answers straight from the upstream',
+  },
+  {
+    name: 'direct-slow',
+    target: 'upstream',
+    path: '/api/slow',
+    expect: '2xx',
+    conn: 'main',
+    what: 'baseline of slow-upstream: the upstream answers after 50 ms',
+  },
+  {
+    name: 'none',
+    target: 'gateway',
+    path: '/public/hello',
+    expect: '2xx',
+    conn: 'main',
+    baseline: 'direct',
+    what: 'an `auth: none` route: the cost of the proxy alone (uWS front end, routing, undici, audit line)',
+  },
+  {
+    name: 'cached',
+    target: 'gateway',
+    path: '/api/hello',
+    token: 'cached',
+    expect: '2xx',
+    conn: 'main',
+    baseline: 'direct',
+    vsNone: true,
+    what: 'one valid MFA token on an `auth: mfa` route with a role and a scope: the cache-hit path, what nearly every real request takes',
+  },
+  {
+    name: 'warm-10k',
+    target: 'gateway',
+    path: '/api/hello',
+    token: 'warm',
+    expect: '2xx',
+    conn: 'main',
+    baseline: 'direct',
+    vsNone: true,
+    what: '10,000 distinct valid tokens, all verified once before the run: a cache that holds many users',
+  },
+  {
+    name: 'cold-rs256',
+    target: 'gateway',
+    path: '/api/hello',
+    token: 'cold',
+    alg: 'RS256',
+    expect: '2xx',
+    conn: 'main',
+    baseline: 'direct',
+    vsNone: true,
+    what: 'every request a never-seen RS256 token: signature verification in the worker pool',
+  },
+  {
+    name: 'cold-es256',
+    target: 'gateway',
+    path: '/api/hello',
+    token: 'cold',
+    alg: 'ES256',
+    expect: '2xx',
+    conn: 'main',
+    baseline: 'direct',
+    vsNone: true,
+    what: 'every request a never-seen ES256 token',
+  },
+  {
+    name: 'cold-eddsa',
+    target: 'gateway',
+    path: '/api/hello',
+    token: 'cold',
+    alg: 'EdDSA',
+    expect: '2xx',
+    conn: 'main',
+    baseline: 'direct',
+    vsNone: true,
+    what: 'every request a never-seen EdDSA (Ed25519) token',
+  },
+  {
+    name: 'invalid',
+    target: 'gateway',
+    path: '/api/hello',
+    token: 'invalid',
+    expect: 401,
+    conn: 'main',
+    baseline: 'direct',
+    vsNone: true,
+    what: 'a token with a bad signature, repeated: after the first check it is answered from the negative cache (401)',
+  },
+  {
+    name: 'spray',
+    target: 'gateway',
+    path: '/api/hello',
+    token: 'cached',
+    spray: true,
+    expect: '2xx',
+    conn: 'main',
+    baseline: 'direct',
+    vsNone: true,
+    what: 'the cached run again while other connections send never-seen garbage tokens (real header and kid, random signature: each costs a verification); the row shows the cached traffic',
+  },
+  {
+    name: 'upload-1m',
+    target: 'gateway',
+    method: 'POST',
+    path: '/api/upload',
+    body: 'upload',
+    token: 'cached',
+    expect: '2xx',
+    conn: 'body',
+    baseline: 'direct-upload-1m',
+    what: '1 MiB request bodies streamed through to the upstream, with a cached token',
+  },
+  {
+    name: 'download-1m',
+    target: 'gateway',
+    path: '/api/download-1m',
+    token: 'cached',
+    expect: '2xx',
+    conn: 'body',
+    baseline: 'direct-download-1m',
+    what: '1 MiB response bodies streamed back to the client, with a cached token',
+  },
+  {
+    name: 'slow-upstream',
+    target: 'gateway',
+    path: '/api/slow',
+    token: 'cached',
+    expect: '2xx',
+    conn: 'main',
+    baseline: 'direct-slow',
+    what: 'the upstream takes 50 ms: the gateway must add no queueing (throughput = connections / 50 ms, latency ≈ 50 ms)',
+  },
+  {
+    name: 'step-up-deny',
+    target: 'gateway',
+    path: '/api/hello',
+    token: 'stepup',
+    expect: 401,
+    conn: 'main',
+    baseline: 'direct',
+    vsNone: true,
+    what: 'a valid but password-only token (amr: [pwd]): refused with the RFC 9470 step-up challenge (401)',
+  },
+];
+
+/** Names that select several scenarios. */
+export const GROUPS = {
+  all: SCENARIOS.map((s) => s.name),
+  cold: ['cold-rs256', 'cold-es256', 'cold-eddsa'],
+  baselines: ['direct', 'direct-upload-1m', 'direct-download-1m', 'direct-slow'],
+};
+
+export const byName = new Map(SCENARIOS.map((s) => [s.name, s]));
+
+/**
+ * Expands names and groups into scenarios in table order, adding what the ratios and
+ * budgets need: each scenario's baseline, `direct` and `none`, and every scenario a
+ * budget compares with (`extraDeps(name)`).
+ * @param {string[]} names
+ * @param {{ withDeps?: boolean, extraDeps?: (name: string) => string[] }} [options]
+ */
+export function select(names, options = {}) {
+  const wanted = new Set();
+  for (const n of names.length ? names : ['all']) {
+    const group = GROUPS[n];
+    if (group) group.forEach((g) => wanted.add(g));
+    else if (byName.has(n)) wanted.add(n);
+    else throw new Error(`unknown scenario "${n}"; one of: ${[...Object.keys(GROUPS), ...byName.keys()].join(', ')}`);
+  }
+  if (options.withDeps !== false) {
+    const queue = [...wanted];
+    while (queue.length) {
+      const s = byName.get(queue.pop());
+      const deps = [s.baseline, ...(options.extraDeps?.(s.name) ?? [])].filter(Boolean);
+      if (s.target === 'gateway') deps.push('direct', 'none');
+      for (const d of deps) {
+        if (!wanted.has(d) && byName.has(d)) {
+          wanted.add(d);
+          queue.push(d);
+        }
+      }
+    }
+  }
+  return SCENARIOS.filter((s) => wanted.has(s.name));
+}

@@ -1,0 +1,234 @@
+#!/usr/bin/env node
+/**
+ * Micro-benchmarks (`npm run bench:micro`): the per-request costs the gateway's
+ * latency is made of, each measured alone on one thread.
+ *
+ *   - token verification per algorithm: jose `jwtVerify` (what the worker runs), and a
+ *     raw node:crypto signature check for reference
+ *   - the gateway's verifier (dist/authn/verifier.js, threads 0): a full verification
+ *     on the main thread, a cache hit, a negative-cache hit
+ *   - policy evaluation (dist/authz/decide.js), finding the token (dist/authn/extract.js)
+ *   - path normalization (dist/routes/normalize.js)
+ *
+ * Modules from dist/ are imported one by one; one that is missing or has another shape
+ * prints "skipped" with the reason and the rest still runs.
+ *
+ *   node bench/micro.js [--time MS] [--json] [--dist DIR (another build; default dist/)]
+ */
+import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { createLocalJWKSet, jwtVerify } from 'jose';
+import { ROOT } from './lib/processes.js';
+import { ALGORITHMS, AUDIENCE, ISSUER, ROLE, SCOPE, createKeys, breakSignature, mint, mintMany } from './lib/tokens.js';
+
+const { values: args } = parseArgs({ options: { time: { type: 'string' }, json: { type: 'boolean' }, dist: { type: 'string' } } });
+const DIST = resolve(args.dist ?? join(ROOT, 'dist'));
+const TIME_MS = Number(args.time ?? process.env.BENCH_MICRO_MS ?? 1000);
+const results = [];
+let sink = 0;
+
+function report(group, name, opsPerSec, note = '') {
+  const nsPerOp = 1e9 / opsPerSec;
+  results.push({ group, name, opsPerSec, nsPerOp, note });
+  const per = nsPerOp >= 1e3 ? `${(nsPerOp / 1e3).toFixed(2)} µs/op` : `${nsPerOp.toFixed(0)} ns/op`;
+  process.stdout.write(`  ${name.padEnd(52)} ${Math.round(opsPerSec).toLocaleString('en-US').padStart(13)} ops/s ${per.padStart(14)}${note ? `  ${note}` : ''}\n`);
+}
+
+function skipped(group, name, why) {
+  results.push({ group, name, skipped: why });
+  process.stdout.write(`  ${name.padEnd(52)} skipped (${why})\n`);
+}
+
+/** Runs `fn(i)` in batches until TIME_MS has passed (after a short warm-up); ops/s. */
+function timeSync(fn, batch = 1000) {
+  const warmEnd = performance.now() + Math.min(200, TIME_MS / 4);
+  let i = 0;
+  while (performance.now() < warmEnd) for (let k = 0; k < batch; k++) sink ^= fn(i++) ? 1 : 0;
+  let ops = 0;
+  const t0 = performance.now();
+  let t = t0;
+  while (t - t0 < TIME_MS) {
+    for (let k = 0; k < batch; k++) sink ^= fn(i++) ? 1 : 0;
+    ops += batch;
+    t = performance.now();
+  }
+  return (ops / (t - t0)) * 1000;
+}
+
+/** One awaited call after another (one in flight) until TIME_MS has passed; ops/s. */
+async function timeAsync(fn) {
+  const warmEnd = performance.now() + Math.min(200, TIME_MS / 4);
+  let i = 0;
+  while (performance.now() < warmEnd) await fn(i++);
+  let ops = 0;
+  const t0 = performance.now();
+  let t = t0;
+  while (t - t0 < TIME_MS) {
+    await fn(i++);
+    ops++;
+    t = performance.now();
+  }
+  return (ops / (t - t0)) * 1000;
+}
+
+async function importDist(rel) {
+  try {
+    return { mod: await import(pathToFileURL(join(DIST, rel)).href) };
+  } catch (err) {
+    return { why: err.code === 'ERR_MODULE_NOT_FOUND' ? `dist/${rel} not built` : `dist/${rel}: ${err.message}` };
+  }
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'mfa-gw-micro-'));
+try {
+  const jwksFile = join(dir, 'jwks.json');
+  const keys = await createKeys(jwksFile);
+  const jwks = JSON.parse(readFileSync(jwksFile, 'utf8'));
+  const tokens = {};
+  for (const alg of ALGORITHMS) tokens[alg] = await mintMany(keys[alg], 256);
+  process.stdout.write(`micro-benchmarks: Node ${process.version}, ${TIME_MS} ms per measurement, tokens of ${tokens.RS256[0].length} characters (RS256)\n`);
+
+  // 1. What a worker does per never-seen token.
+  process.stdout.write('\nverification, one thread, one at a time\n');
+  const keySet = createLocalJWKSet(jwks);
+  const verifyOptions = { issuer: ISSUER, audience: AUDIENCE, algorithms: [...ALGORITHMS] };
+  for (const alg of ALGORITHMS) {
+    const list = tokens[alg];
+    const ops = await timeAsync((i) => jwtVerify(list[i & 255], keySet, verifyOptions));
+    report('verify', `jose jwtVerify ${alg}`, ops);
+  }
+  for (const alg of ALGORITHMS) {
+    const jwk = jwks.keys.find((k) => k.alg === alg);
+    const pub = createPublicKey({ key: jwk, format: 'jwk' });
+    const parts = tokens[alg].map((t) => {
+      const dot = t.lastIndexOf('.');
+      return { data: Buffer.from(t.slice(0, dot)), sig: Buffer.from(t.slice(dot + 1), 'base64url') };
+    });
+    const keyArg = alg === 'ES256' ? { key: pub, dsaEncoding: 'ieee-p1363' } : pub;
+    const hash = alg === 'EdDSA' ? null : 'sha256';
+    const ops = timeSync((i) => {
+      const p = parts[i & 255];
+      return cryptoVerify(hash, p.data, keyArg, p.sig);
+    }, 50);
+    report('verify', `node:crypto verify ${alg} (signature only)`, ops, 'reference: no JSON, no claim checks');
+  }
+
+  // 2. The gateway's verifier on the main thread: full path, cache hit, negative hit.
+  process.stdout.write('\ngateway verifier (dist/authn/verifier.js, threads 0)\n');
+  const verifierMod = await importDist('authn/verifier.js');
+  const loadMod = await importDist('config/load.js');
+  let compiled = null;
+  if (loadMod.mod?.compileConfig) {
+    compiled = loadMod.mod.compileConfig(
+      {
+        listen: { host: '127.0.0.1', port: 0 },
+        admin: { host: '127.0.0.1', port: 0 },
+        verifier: { threads: 0 },
+        issuers: [{ name: 'bench', issuer: ISSUER, profile: 'keycloak', jwksFile, audience: [AUDIENCE], algorithms: [...ALGORITHMS] }],
+        upstreams: { bench: { url: 'http://127.0.0.1:9' } },
+        routes: [{ path: '/api/', upstream: 'bench', auth: 'mfa', roles: [ROLE], scopes: [SCOPE] }],
+      },
+      dir,
+    );
+  }
+  let verifier = null;
+  let principal = null;
+  if (!verifierMod.mod?.createVerifier || !compiled) {
+    const why = verifierMod.why ?? loadMod.why ?? 'createVerifier or compileConfig not exported';
+    for (const n of ['verify() never-seen token, main thread', 'lookup() cache hit', 'lookup() negative-cache hit']) skipped('verifier', n, why);
+  } else {
+    try {
+      verifier = verifierMod.mod.createVerifier(compiled, { log: () => {} });
+      await verifier.start();
+      for (const alg of ALGORITHMS) {
+        const fresh = await mintMany(keys[alg], Math.max(2000, Math.ceil(TIME_MS * 20)));
+        let n = 0;
+        const ops = await timeAsync(() => verifier.verify(fresh[n++ % fresh.length]));
+        report('verifier', `verify() never-seen ${alg} token, main thread`, ops, n > fresh.length ? '(pool reused: includes hits)' : '');
+      }
+      const token = await mint(keys.RS256);
+      const first = await verifier.verify(token);
+      if (!first.ok) throw new Error(`the bench token was refused: ${first.reason}`);
+      principal = first.principal;
+      // A request brings a new string each time, whose hash V8 has not computed yet;
+      // looking up the very same string object again would hide that cost.
+      const copies = Array.from({ length: 4096 }, () => Buffer.from(token, 'latin1').toString('latin1'));
+      const copyOps = timeSync((i) => Buffer.from(token, 'latin1').toString('latin1').length + i, 1000);
+      report('verifier', 'making a fresh copy of the token string', copyOps, '(included in the next line)');
+      const hitOps = timeSync((i) => verifier.lookup(Buffer.from(copies[i & 4095], 'latin1').toString('latin1'))?.ok, 1000);
+      report('verifier', 'lookup() cache hit, fresh token string', hitOps);
+      const sameOps = timeSync(() => verifier.lookup(token)?.ok, 1000);
+      report('verifier', 'lookup() cache hit, same string object', sameOps, 'best case: hash already cached by V8');
+      const bad = breakSignature(await mint(keys.RS256));
+      await verifier.verify(bad);
+      const negOps = timeSync(() => verifier.lookup(Buffer.from(bad, 'latin1').toString('latin1')) !== undefined, 1000);
+      report('verifier', 'lookup() negative-cache hit, fresh string', negOps);
+    } catch (err) {
+      skipped('verifier', 'verifier', err.message);
+    }
+  }
+
+  // 3. Policy: MFA + roles + scopes for a cached principal.
+  process.stdout.write('\npolicy (dist/authz/decide.js)\n');
+  const decideMod = await importDist('authz/decide.js');
+  if (!decideMod.mod?.decide) skipped('policy', 'decide()', decideMod.why ?? 'decide not exported');
+  else if (!principal || !compiled) skipped('policy', 'decide()', 'needs a principal from the verifier');
+  else {
+    try {
+      const route = compiled.routes.find((r) => r.path === '/api/');
+      const nowSec = Date.now() / 1000;
+      const decide = decideMod.mod.decide;
+      const issuer = compiled.issuers[0];
+      const realm = compiled.server.realm;
+      // The pipeline's call: decide(principal, route policy, issuer, now in seconds, realm).
+      const probe = decide(principal, route.policy, issuer, nowSec, realm);
+      const ops = timeSync(() => decide(principal, route.policy, issuer, nowSec, realm), 1000);
+      report('policy', 'decide() mfa + role + scope', ops, probe && typeof probe === 'object' && 'allow' in probe ? `(allow: ${probe.allow})` : '');
+    } catch (err) {
+      skipped('policy', 'decide()', `call failed (signature changed?): ${err.message}`);
+    }
+  }
+
+  // 4. Finding the token in the Authorization header.
+  process.stdout.write('\ncredentials (dist/authn/extract.js)\n');
+  const extractMod = await importDist('authn/extract.js');
+  if (!extractMod.mod?.extractToken) skipped('extract', 'extractToken()', extractMod.why ?? 'extractToken not exported');
+  else {
+    try {
+      const header = `Bearer ${tokens.RS256[0]}`;
+      const extractToken = extractMod.mod.extractToken;
+      const probe = extractToken(header, 1, 8192);
+      const ops = timeSync(() => extractToken(header, 1, 8192), 1000);
+      report('extract', 'extractToken() Bearer header', ops, probe && typeof probe === 'object' && 'kind' in probe ? `(kind: ${probe.kind})` : '');
+    } catch (err) {
+      skipped('extract', 'extractToken()', `call failed (signature changed?): ${err.message}`);
+    }
+  }
+
+  // 5. Path normalization.
+  process.stdout.write('\npath normalization (dist/routes/normalize.js)\n');
+  const normMod = await importDist('routes/normalize.js');
+  if (!normMod.mod?.normalizePath) skipped('paths', 'normalizePath()', normMod.why ?? 'normalizePath not exported');
+  else {
+    const normalizePath = normMod.mod.normalizePath;
+    const cases = [
+      ['clean path', '/api/orders/12345/items'],
+      ['percent-encoded unreserved', '/api/orders/%41%42C/items'],
+      ['dot segments and double slashes', '/api//orders/./x/../12345/items'],
+      ['rejected (encoded slash)', '/api/orders%2F..%2Fadmin'],
+    ];
+    for (const [label, path] of cases) {
+      const ops = timeSync(() => normalizePath(path), 1000);
+      report('paths', `normalizePath() ${label}`, ops, `→ ${JSON.stringify(normalizePath(path))}`);
+    }
+  }
+  if (verifier) await verifier.close();
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+if (args.json) process.stdout.write(`${JSON.stringify({ node: process.version, timeMs: TIME_MS, results }, null, 2)}\n`);
+if (sink === 42) process.stdout.write(''); // keeps the measured results alive
