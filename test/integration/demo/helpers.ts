@@ -1,0 +1,51 @@
+/**
+ * Shared pieces of the demo's integration tests: the compiled demo (dist/demo),
+ * a TOTP clock the tests move instead of sleeping, and a gateway call.
+ */
+import { resolve } from 'node:path';
+import { request } from 'undici';
+
+export const ROOT = resolve(import.meta.dirname, '../../..');
+export const DEMO_CLI = resolve(ROOT, 'dist/demo/cli.js');
+
+// The demo ships compiled (the CLI runs dist/demo/cli.js); the tests use the same build.
+export const { startDemoStack } = (await import('../../../dist/demo/stack.js')) as typeof import('../../../src/demo/stack.js');
+export const { startDemoIdp } = (await import('../../../dist/demo/idp.js')) as typeof import('../../../src/demo/idp.js');
+export const { fetchToken, jwtPayload, TokenFlowError } = (await import('../../../dist/demo/token-client.js')) as typeof import('../../../src/demo/token-client.js');
+export const { totpCode } = (await import('../../../dist/demo/totp.js')) as typeof import('../../../src/demo/totp.js');
+export const { DEMO_TOTP_SECRET } = (await import('../../../dist/demo/accounts.js')) as typeof import('../../../src/demo/accounts.js');
+export const constants = (await import('../../../dist/demo/constants.js')) as typeof import('../../../src/demo/constants.js');
+export const tour = (await import('../../../dist/demo/tour.js')) as typeof import('../../../src/demo/tour.js');
+
+/**
+ * The clock of the IdP's TOTP check and of the codes the tests compute. A code is
+ * accepted once per time step (RFC 6238 §5.2), so a test that logs in with TOTP
+ * again moves the clock to the next step instead of waiting 30 s.
+ */
+export class TotpClock {
+  t = Date.now();
+  readonly now = (): number => this.t;
+  nextStep(): void {
+    this.t += 30_000;
+  }
+}
+
+export interface GatewayAnswer {
+  status: number;
+  challenge: string | undefined;
+  body: Record<string, unknown>;
+  text: string;
+}
+
+/** GET through the gateway, with a bearer token when given. */
+export async function callGateway(gatewayUrl: string, path: string, token?: string): Promise<GatewayAnswer> {
+  const res = await request(`${gatewayUrl}${path}`, { headers: token === undefined ? {} : { authorization: `Bearer ${token}` } });
+  const text = await res.body.text();
+  let body: Record<string, unknown> = {};
+  try {
+    body = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    /* not JSON: the assertions on `text` say so */
+  }
+  return { status: res.statusCode, challenge: res.headers['www-authenticate'] as string | undefined, body, text };
+}
