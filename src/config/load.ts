@@ -7,6 +7,7 @@ import { configSchema, type RawConfig, type RawIssuer, type RawRoute } from './s
 import { parseDuration } from './duration.js';
 import type { CompiledConfig, CompiledIssuer, CompiledRoute, CompiledUpstream, KeySource, MfaPolicy } from './types.js';
 import { PROFILES } from '../authz/profiles.js';
+import { parseClaimPath } from '../authz/claims.js';
 import { compileObserve, observeCrossChecks } from './observe-schema.js';
 
 /** One problem with a config file, as `path.to.key: what is wrong` (DESIGN.md, `check`). */
@@ -275,7 +276,8 @@ function compileIssuer(iss: RawIssuer, file: (p: string) => string, ms: (s: stri
       ? { kind: 'jwksUri', url: iss.jwksUri }
       : // OIDC Discovery 1.0 §4: the issuer's path is kept, `/.well-known/openid-configuration` appended.
         { kind: 'discovery', url: `${iss.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration` };
-  const split = (p: string) => Object.freeze(p.split('.'));
+  // `\.` escapes a literal dot, so namespaced claims (Auth0: `https://example\.com/roles`) stay addressable.
+  const split = parseClaimPath;
   const typ = iss.typ ? iss.typ.toLowerCase().replace(/^application\//, '') : null;
   return {
     name: iss.name,

@@ -82,6 +82,23 @@ describe('compileConfig', () => {
     expect(c.issuers[0]!.claims.roles).toEqual(['realm_access', 'roles']);
   });
 
+  it('reads an escaped dot in a claim path as part of a namespaced claim name (Auth0)', () => {
+    const c = compileConfig(
+      {
+        ...minimal,
+        issuers: [
+          {
+            name: 'a0', issuer: 'https://tenant.auth0.com/', jwksUri: 'https://tenant.auth0.com/.well-known/jwks.json', audience: ['a'], profile: 'auth0',
+            claims: { roles: 'https://example\\.com/roles', groups: 'app_metadata.groups' },
+          },
+        ],
+      },
+      tmpdir(),
+    );
+    expect(c.issuers[0]!.claims.roles).toEqual(['https://example.com/roles']);
+    expect(c.issuers[0]!.claims.groups).toEqual(['app_metadata', 'groups']);
+  });
+
   it('reports unknown keys at every level, with their path', () => {
     expect(problems({ ...minimal, lisen: {}, routes: [{ path: '/', upstream: 'api', auth: 'none', rolse: [] }], verifier: { cache: { mx: 1 } } })).toEqual(
       expect.arrayContaining(['lisen: unknown key', 'routes[0].rolse: unknown key', 'verifier.cache.mx: unknown key']),
