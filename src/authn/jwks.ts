@@ -39,6 +39,8 @@ export interface KeyStoreOptions {
   readonly timeoutMs: number;
   /** Aborted when the verifier closes: no fetch outlives it. */
   readonly signal: AbortSignal;
+  /** Told the outcome of every key-set load attempt (for `mfa_gateway_jwks_fetches_total`). */
+  readonly onFetch?: (issuer: string, ok: boolean) => void;
 }
 
 /** A key-set or discovery document larger than this is refused (no JWKS comes near it). */
@@ -77,6 +79,8 @@ export class KeyStore {
   private lastError: string | undefined;
   /** Key-set loads attempted (fetches or file reads), for stats and tests. */
   fetches = 0;
+  /** Of those, the ones that failed (the last good keys, if any, kept serving). */
+  failures = 0;
 
   constructor(
     readonly issuer: CompiledIssuer,
@@ -159,7 +163,9 @@ export class KeyStore {
       this.fetchedAt = this.opts.now();
       this.lastError = undefined;
       this.opts.log('info', 'key set loaded', { issuer: name, keys: keys.length, kids: keys.map((k) => k.kid ?? null) });
+      this.report(true);
     } catch (err) {
+      this.failures++;
       // The last good keys keep serving; readiness and the log show the failure.
       this.lastError = (err as Error).message;
       this.opts.log(this.keys === null ? 'error' : 'warn', 'key set fetch failed', {
@@ -167,6 +173,15 @@ export class KeyStore {
         error: this.lastError,
         servingPreviousKeys: this.keys !== null,
       });
+      this.report(false);
+    }
+  }
+
+  private report(ok: boolean): void {
+    try {
+      this.opts.onFetch?.(this.issuer.name, ok);
+    } catch {
+      // A metrics callback must never turn a key-set load into a failure.
     }
   }
 

@@ -54,7 +54,24 @@ export interface Verifier {
   close(): Promise<void>;
   /**
    * Gauges for /metrics. `verifications` counts jose verifications that ran (cache misses
-   * that reached a signature check), `keyFetches` key-set loads attempted, both since start.
+   * that reached a signature check), `keyFetches` key-set loads attempted and
+   * `keyFetchFailures` the failed ones, all since start; `pending` is the distinct tokens
+   * being verified right now (single-flight entries).
    */
-  stats?(): { cacheSize: number; negativeSize: number; queued: number; utilization: number; verifications: number; keyFetches: number };
+  stats?(): VerifierStats;
+}
+
+export interface VerifierStats {
+  /** Validated tokens in the positive cache (bounded by `verifier.cache.max`). */
+  cacheSize: number;
+  /** Failed tokens in the negative cache (bounded by `verifier.cache.negativeMax`). */
+  negativeSize: number;
+  /** Verifications waiting for a worker thread. */
+  queued: number;
+  /** Piscina's utilization (0-1); with threads 0, 1 while a verification runs. */
+  utilization: number;
+  verifications: number;
+  keyFetches: number;
+  keyFetchFailures: number;
+  pending: number;
 }

@@ -18,7 +18,7 @@ import { principalFrom } from '../authz/claims.js';
 import { GatewayError } from '../errors.js';
 import { tokenFailure } from './failures.js';
 import { KEY_MISMATCH, KeyStore, NO_KEYS, UNKNOWN_KID, type StoredKey } from './jwks.js';
-import type { TokenFailure, TokenFailureReason, TokenSuccess, Verifier, VerifyResult } from './types.js';
+import type { TokenFailure, TokenFailureReason, TokenSuccess, Verifier, VerifierStats, VerifyResult } from './types.js';
 import verifyTask, { type VerifyTask, type VerifyTaskResult } from './worker/verify.js';
 
 export interface VerifierOptions {
@@ -32,6 +32,11 @@ export interface VerifierOptions {
    * i.e. dist/authn/worker/verify.js). Tests point it at a wrapper that can crash.
    */
   workerFile?: URL;
+  /**
+   * Called after every key-set load attempt with the issuer's config name and whether it
+   * succeeded: the gateway feeds `metrics.jwksFetch` with it (JWKS fetches and failures per issuer).
+   */
+  onKeyFetch?: (issuer: string, ok: boolean) => void;
 }
 
 /**
@@ -123,6 +128,7 @@ class TokenVerifier implements Verifier {
         cooldownMs: this.cfg.jwksCooldownMs,
         timeoutMs: this.cfg.jwksTimeoutMs,
         signal: this.abort.signal,
+        ...(options.onKeyFetch ? { onFetch: options.onKeyFetch } : {}),
       });
       this.byIss.set(issuer.issuer, { issuer, store });
     }
@@ -219,9 +225,13 @@ class TokenVerifier implements Verifier {
     this.negative.clear();
   }
 
-  stats(): { cacheSize: number; negativeSize: number; queued: number; utilization: number; verifications: number; keyFetches: number } {
+  stats(): VerifierStats {
     let keyFetches = 0;
-    for (const r of this.byIss.values()) keyFetches += r.store.fetches;
+    let keyFetchFailures = 0;
+    for (const r of this.byIss.values()) {
+      keyFetches += r.store.fetches;
+      keyFetchFailures += r.store.failures;
+    }
     return {
       cacheSize: this.positive.size,
       negativeSize: this.negative.size,
@@ -229,6 +239,8 @@ class TokenVerifier implements Verifier {
       utilization: this.pool?.utilization ?? (this.inlineRunning > 0 ? 1 : 0),
       verifications: this.verifications,
       keyFetches,
+      keyFetchFailures,
+      pending: this.inflight.size,
     };
   }
 

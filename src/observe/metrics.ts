@@ -37,6 +37,8 @@ export type RateLimitKind = 'address' | 'subject' | 'spraying';
 export interface Collectors {
   /** Validated tokens in the positive cache. */
   cacheSize?(): number;
+  /** Failed tokens in the negative cache. */
+  negativeCacheSize?(): number;
   /** Verifications waiting for a worker. */
   verifierQueue?(): number;
   /** Share of worker time spent verifying, 0–1 (Piscina's utilization). */
@@ -254,6 +256,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     });
   };
   gauge('token_cache_entries', 'Validated tokens held in the token cache.', () => collectors.cacheSize?.());
+  gauge('token_negative_cache_entries', 'Invalid tokens held in the negative token cache.', () => collectors.negativeCacheSize?.());
   gauge('verifier_queue_depth', 'Token verifications waiting for a worker thread.', () => collectors.verifierQueue?.());
   gauge('verifier_utilization', 'Share of verifier worker time spent verifying (0-1).', () => collectors.verifierUtilization?.());
   gauge('audit_dropped_lines', 'Audit lines dropped because the destination could not keep up.', () => collectors.auditDropped?.());

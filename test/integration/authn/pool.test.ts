@@ -177,3 +177,47 @@ describe('the worker pool', () => {
     expect(await v.verify(token)).toMatchObject({ ok: false, code: 'verifier_unavailable' });
   });
 });
+
+describe('key sets with a pool', () => {
+  it('are fetched once per process, not once per worker, and an unknown-kid flood costs one refetch per cooldown', async () => {
+    const server = await startIdp([rs.jwk, es.jwk], '/pool-once');
+    try {
+      const c = testClock();
+      const fetches: [string, boolean][] = [];
+      const v = createVerifier(
+        configWith(
+          [{ name: 'corp', issuer: server.issuer, discovery: true, audience: ['orders-api'], algorithms: ['RS256', 'ES256'], clockTolerance: '30s' }],
+          { threads: 2, jwksCooldown: '30s' },
+        ),
+        { now: c.now, onKeyFetch: (issuer, ok) => fetches.push([issuer, ok]) },
+      );
+      open.push(v);
+      await v.start();
+      const base = (): JWTPayload => ({ iss: server.issuer, aud: 'orders-api', sub: 'alice', exp: c.sec() + 600, jti: randomUUID() });
+      // Enough distinct tokens that both workers verify some.
+      const good = await Promise.all(Array.from({ length: 40 }, (_, i) => sign(i % 2 ? rs : es, base())));
+      const results = await Promise.all(good.map((t) => v.verify(t)));
+      expect(results.every((r) => r.ok)).toBe(true);
+      expect(v.stats!().verifications).toBe(40);
+      expect(server.discoveryHits()).toBe(1);
+      expect(server.jwksHits()).toBe(1);
+      // Worker time was spent: utilization is reported, and nothing is left queued.
+      expect(v.stats!().utilization).toBeGreaterThan(0);
+      expect(v.stats!().queued).toBe(0);
+      // A flood of unknown kids, past the cooldown: one refetch, made by the main thread.
+      c.advance(31_000);
+      const flood = await Promise.all(Array.from({ length: 100 }, () => sign(attacker, base(), { header: { kid: randomUUID() } })));
+      const answers = await Promise.all(flood.map((t) => v.verify(t)));
+      for (const r of answers) expect(r).toMatchObject({ ok: false, reason: 'unknown_kid' });
+      expect(server.jwksHits()).toBe(2);
+      expect(fetches).toEqual([
+        ['corp', true],
+        ['corp', true],
+      ]);
+      expect(v.stats!().verifications).toBe(40);
+      expect(v.stats!().pending).toBe(0);
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -631,3 +631,111 @@ describe('cache', () => {
     expectFailure(await h.v.verify(token), 'verifier_unavailable', 'verifier_unavailable');
   });
 });
+
+describe('key-set fetch reporting (JWKS fetches and failures per issuer)', () => {
+  it('tells onKeyFetch about every load attempt, per issuer, ok or failed, and counts failures in stats', async () => {
+    const good = await startIdp([rs.jwk], '/report-good');
+    const bad = await startIdp([es.jwk], '/report-bad');
+    bad.failWith(500);
+    try {
+      const fetches: [string, boolean][] = [];
+      const h = await harness(
+        { name: 'good', issuer: good.issuer, discovery: true },
+        {},
+        {
+          server: good,
+          extraIssuers: [{ name: 'bad', issuer: bad.issuer, jwksUri: bad.jwksUri, audience: ['orders-api'], algorithms: ALGS }],
+          opts: { onKeyFetch: (issuer, ok) => fetches.push([issuer, ok]) },
+        },
+      );
+      // One load per issuer at start.
+      expect(fetches.sort()).toEqual([
+        ['bad', false],
+        ['good', true],
+      ]);
+      expect(h.v.stats!()).toMatchObject({ keyFetches: 2, keyFetchFailures: 1 });
+      // An unknown kid after the cooldown refetches: reported again, for that issuer only.
+      h.clock.advance(31_000);
+      good.failWith(503);
+      expectFailure(await h.v.verify(await sign(attacker, h.claims({ iss: good.issuer }), { header: { kid: 'rotated' } })), 'unknown_kid');
+      expect(fetches.filter(([i]) => i === 'good')).toEqual([
+        ['good', true],
+        ['good', false],
+      ]);
+      // The failing issuer recovers on its next allowed refresh (it never had keys, so any token asks).
+      bad.failWith(null);
+      expect((await h.v.verify(await sign(es, h.claims({ iss: bad.issuer })))).ok).toBe(true);
+      expect(fetches.filter(([i]) => i === 'bad')).toEqual([
+        ['bad', false],
+        ['bad', true],
+      ]);
+      expect(h.v.stats!()).toMatchObject({ keyFetches: 4, keyFetchFailures: 2 });
+    } finally {
+      await good.close();
+      await bad.close();
+    }
+  });
+
+  it('a throwing onKeyFetch does not turn a good key set into a failure', async () => {
+    const h = await harness({}, {}, { opts: { onKeyFetch: () => { throw new Error('metrics broke'); } } });
+    expect(h.v.readiness().ready).toBe(true);
+    expect((await h.v.verify(await sign(rs, h.claims()))).ok).toBe(true);
+  });
+});
+
+describe('floods', () => {
+  it('unique garbage, bad-signature, unknown-kid and unknown-issuer tokens stay within the cache bounds and never evict a cached valid token', async () => {
+    const h = await harness({}, { cache: { max: 10, negativeMax: 100 } });
+    const valid = await sign(rs, h.claims());
+    const first = await h.v.verify(valid);
+    expect(first.ok).toBe(true);
+    const hits = idp.jwksHits();
+    const [hd, pl] = valid.split('.');
+    const flood: Promise<VerifyResult>[] = [];
+    for (let i = 0; i < 5000; i++) flood.push(h.v.verify(`${randomUUID()}.${i}.garbage`));
+    for (let i = 0; i < 200; i++) flood.push(h.v.verify(`${hd}.${pl}.${Buffer.from(randomUUID().repeat(8)).toString('base64url')}`));
+    for (let i = 0; i < 200; i++) flood.push(h.v.verify(await sign(attacker, h.claims(), { header: { kid: randomUUID() } })));
+    for (let i = 0; i < 200; i++) flood.push(h.v.verify(await sign(attacker, h.claims({ iss: `https://evil.example/${i}` }))));
+    const results = await Promise.all(flood);
+    expect(results.every((r) => !r.ok)).toBe(true);
+    const s = h.v.stats!();
+    expect(s.negativeSize).toBeLessThanOrEqual(100);
+    expect(s.negativeSize).toBeGreaterThan(0);
+    expect(s.cacheSize).toBe(1); // failures never enter the positive cache
+    expect(s.pending).toBe(0); // no single-flight entry outlives its verification
+    // Only the bad signatures reached jose; the valid token is still the same cached object.
+    expect(s.verifications).toBe(1 + 200);
+    expect(h.v.lookup(valid)).toBe(first);
+    expect(await h.v.verify(valid)).toBe(first);
+    expect(h.v.stats!().verifications).toBe(201);
+    expect(idp.jwksHits()).toBe(hits); // the unknown kids came within the cooldown: no fetch
+  });
+});
+
+describe('single flight of key-set fetches', () => {
+  it('concurrent unknown kids share one fetch even with no cooldown; sequential ones each fetch', async () => {
+    const server = await startIdp([rs.jwk], '/single-flight');
+    try {
+      const h = await harness({}, { jwksCooldown: '0s' }, { server });
+      expect(server.jwksHits()).toBe(1);
+      const tokens = await Promise.all(Array.from({ length: 50 }, () => sign(attacker, h.claims(), { header: { kid: randomUUID() } })));
+      const results = await Promise.all(tokens.map((t) => h.v.verify(t)));
+      for (const r of results) expectFailure(r, 'unknown_kid');
+      // Only the single flight held them together: the cooldown would have let every one fetch.
+      expect(server.jwksHits()).toBe(2);
+      for (let i = 0; i < 3; i++) expectFailure(await h.v.verify(await sign(attacker, h.claims(), { header: { kid: randomUUID() } })), 'unknown_kid');
+      expect(server.jwksHits()).toBe(5);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('crit b64', () => {
+  it('an unencoded-payload token (crit b64, RFC 7797) is never a valid JWT', async () => {
+    const h = await harness();
+    const token = await signRawRs256(rs, { alg: 'RS256', kid: 'rs-1', typ: 'at+jwt', crit: ['b64'], b64: false }, h.claims());
+    // jose knows the b64 extension, so it is not an unknown crit; JWTs must not use it (RFC 7797 §7).
+    expectFailure(await h.v.verify(token), 'malformed');
+  });
+});

@@ -171,14 +171,20 @@ describe('rate limits', () => {
 
   it('blocks an address that sprays invalid tokens, before any verification, even for a valid token', async () => {
     const good = await mint({ amr: ['mfa'], roles: ['reader'] });
+    // Verification work shows as cache look-ups and verification timings; key fetches would show at the IdP.
+    const work = (m: string) =>
+      ['hit', 'miss', 'negative'].reduce((a, o) => a + value(m, `mfa_gateway_token_cache_lookups_total{outcome="${o}"}`), 0) +
+      ['valid', 'invalid', 'error'].reduce((a, o) => a + value(m, `mfa_gateway_verification_duration_seconds_count{outcome="${o}"}`), 0);
     const sprayHits = () => [...idp.hits.values()].reduce((a, b) => a + b, 0);
     for (let i = 0; i < 3; i++) expect((await call('/orders/s', `garbage.${i}.token`)).status).toBe(401);
     const hitsBefore = sprayHits();
+    const workBefore = work(await metrics());
     const blocked = await call('/orders/s', good);
     expect(blocked.status).toBe(429);
     expect(Number(blocked.headers['retry-after'])).toBeGreaterThan(800);
     expect(sprayHits()).toBe(hitsBefore);
     const m = await metrics();
+    expect(work(m)).toBe(workBefore);
     expect(value(m, 'mfa_gateway_rate_limited_total{kind="spraying"}')).toBeGreaterThanOrEqual(1);
     // Public routes stay reachable for the blocked address.
     expect((await call('/public/after')).status).toBe(200);

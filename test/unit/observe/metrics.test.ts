@@ -101,9 +101,10 @@ describe('createMetrics', () => {
       { upstream: 'orders', connected: 3, pending: 1, running: 2 },
       { upstream: 'billing', connected: 1, pending: 0, running: 0 },
     ];
-    m.setCollectors({ cacheSize: () => size, verifierQueue: () => 4, verifierUtilization: () => 0.25, pools: () => pools, auditDropped: () => 7 });
+    m.setCollectors({ cacheSize: () => size, negativeCacheSize: () => size * 2, verifierQueue: () => 4, verifierUtilization: () => 0.25, pools: () => pools, auditDropped: () => 7 });
     let s = series((await m.text()).body);
     expect(s.get('mfa_gateway_token_cache_entries')).toBe(10);
+    expect(s.get('mfa_gateway_token_negative_cache_entries')).toBe(20);
     expect(s.get('mfa_gateway_verifier_queue_depth')).toBe(4);
     expect(s.get('mfa_gateway_verifier_utilization')).toBe(0.25);
     expect(s.get('mfa_gateway_audit_dropped_lines')).toBe(7);
@@ -115,6 +116,7 @@ describe('createMetrics', () => {
     pools = [{ upstream: 'orders', connected: 5, pending: 0, running: 5 }];
     s = series((await m.text()).body);
     expect(s.get('mfa_gateway_token_cache_entries')).toBe(11);
+    expect(s.get('mfa_gateway_token_negative_cache_entries')).toBe(22);
     expect(s.get('mfa_gateway_upstream_connections{upstream="orders"}')).toBe(5);
     expect(s.has('mfa_gateway_upstream_connections{upstream="billing"}')).toBe(false);
   });
