@@ -58,18 +58,19 @@ function listen(app: import('uWebSockets.js').TemplatedApp, host: string, port: 
 export async function startGateway(config: CompiledConfig, options: GatewayOptions = {}): Promise<GatewayHandle> {
   const uws = loadUws();
   const logger = options.logger ?? createLogger();
+  const metrics = options.metrics ?? createMetrics();
   const verifier: Verifier | null =
     config.issuers.length > 0
       ? createVerifier(config, {
           ...(options.now ? { now: options.now } : {}),
           ...(options.fetch ? { fetch: options.fetch } : {}),
           log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => logger[level](fields ?? {}, msg),
+          onKeyFetch: (issuer: string, ok: boolean) => metrics.jwksFetch(issuer, ok),
         })
       : null;
   await verifier?.start();
   const pools = new UpstreamPools(config.upstreams);
 
-  const metrics = options.metrics ?? createMetrics();
   const rateLimits = createRateLimits(config.rateLimit);
   const audit = createAudit(config.audit, { onError: (err) => logger.error({ err: err.message }, 'audit destination failed') });
   metrics.setCollectors({
@@ -205,6 +206,7 @@ function verifierCollectors(v: Verifier): Collectors {
   return {
     cacheSize: () => v.stats!().cacheSize,
     verifierQueue: () => v.stats!().queued,
+    negativeCacheSize: () => v.stats!().negativeSize,
     verifierUtilization: () => v.stats!().utilization,
   };
 }
