@@ -20,6 +20,10 @@ export class UpstreamPool {
       headersTimeout: upstream.headersTimeoutMs,
       bodyTimeout: upstream.bodyTimeoutMs,
       keepAliveTimeout: 4_000,
+      // undici trusts an upstream's `Keep-Alive: timeout=N` hint minus this margin (2 s by
+      // default): against a server that advertises 2 s or less every request would open
+      // a new connection. One second still avoids racing the server's own close.
+      keepAliveTimeoutThreshold: 1_000,
       // Bodies are streamed through; the gateway never needs more than a chunk at a time.
       maxResponseSize: -1,
     });
