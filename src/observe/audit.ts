@@ -146,9 +146,24 @@ const hashMemo = new LRUCache<string, { readonly token: string; readonly hash: s
  * (STYLE.md); an unkeyed hash would let anyone holding a copy of a token (a ticket,
  * a shell history) find its lines and confirm where it was used.
  *
+ * `principal`, when the token was verified, memoizes the fingerprint on it.
+ *
  * @example tokenHash('eyJ...') === '3f9a0c1d2e4b5a69'
  */
-export function tokenHash(token: string): string {
+export function tokenHash(token: string, principal?: object | null): string {
+  // A verified token's principal is one object per cached token: the cheapest memo.
+  if (principal) {
+    const known = byPrincipal.get(principal);
+    if (known !== undefined) return known;
+  }
+  const hash = hashOf(token);
+  if (principal) byPrincipal.set(principal, hash);
+  return hash;
+}
+
+const byPrincipal = new WeakMap<object, string>();
+
+function hashOf(token: string): string {
   const index = tokenIndex(token);
   const memo = hashMemo.get(index, NO_OPTIONS);
   if (memo !== undefined && memo.token === token) return memo.hash;
