@@ -1,9 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { openSync } from 'node:fs';
-import { LRUCache } from 'lru-cache';
 import pino from 'pino';
 import type { CacheOutcome, TokenFailureReason } from '../authn/types.js';
-import { tokenIndex } from '../authn/extract.js';
 import type { CompiledAudit } from '../config/observe-schema.js';
 import { GatewayError } from '../errors.js';
 
@@ -130,17 +128,6 @@ export interface Audit {
 const TOKEN_HASH_KEY = randomBytes(32);
 
 /**
- * Recent fingerprints. An HMAC over a 1.5 KB token costs about 2.5 µs, and so would
- * hashing the whole token string as a map key; the memo is indexed like the verifier's
- * cache (tokenIndex: the signature's tail) and checks the whole token on a hit.
- * Bounded to 10 000 entries; the tokens in it are ones the verifier's cache holds in
- * memory anyway.
- */
-// lru-cache allocates a default options object per get() without one.
-const NO_OPTIONS = {};
-const hashMemo = new LRUCache<string, { readonly token: string; readonly hash: string }>({ max: 10_000 });
-
-/**
  * A short salted fingerprint of a token for the audit line: the first 16 hex digits
  * of HMAC-SHA256 under a random per-process key. The token itself is never logged
  * (STYLE.md); an unkeyed hash would let anyone holding a copy of a token (a ticket,
@@ -151,25 +138,26 @@ const hashMemo = new LRUCache<string, { readonly token: string; readonly hash: s
  * @example tokenHash('eyJ...') === '3f9a0c1d2e4b5a69'
  */
 export function tokenHash(token: string, principal?: object | null): string {
-  // A verified token's principal is one object per cached token: the cheapest memo.
-  if (principal) {
-    const known = byPrincipal.get(principal);
-    if (known !== undefined) return known;
+  if (!principal) return hmac(token);
+  let hash = byPrincipal.get(principal);
+  if (hash === undefined) {
+    hash = hmac(token);
+    byPrincipal.set(principal, hash);
   }
-  const hash = hashOf(token);
-  if (principal) byPrincipal.set(principal, hash);
   return hash;
 }
 
+/**
+ * Fingerprints of verified tokens, on their principal: one object per cached token,
+ * so a cache hit's line costs a WeakMap look-up instead of an HMAC over ~1.5 KB
+ * (about 2.5 µs), and the memo lives exactly as long as the cache entry. Invalid
+ * tokens are hashed every time: memoizing them would let a flood of garbage fill
+ * memory with tokens of up to 8 KiB each.
+ */
 const byPrincipal = new WeakMap<object, string>();
 
-function hashOf(token: string): string {
-  const index = tokenIndex(token);
-  const memo = hashMemo.get(index, NO_OPTIONS);
-  if (memo !== undefined && memo.token === token) return memo.hash;
-  const hash = createHmac('sha256', TOKEN_HASH_KEY).update(token).digest('hex').slice(0, 16);
-  hashMemo.set(index, { token, hash });
-  return hash;
+function hmac(token: string): string {
+  return createHmac('sha256', TOKEN_HASH_KEY).update(token).digest('hex').slice(0, 16);
 }
 
 /**
