@@ -121,7 +121,7 @@ export async function runSuite(options = {}) {
   const rows = [];
   try {
     // Tokens are minted before pinning, while this process may still use every core.
-    const tokens = needsGateway ? await mintTokens(scenarios, o, dir, log) : null;
+    const tokens = needsGateway || scenarios.some((s) => s.token) ? await mintTokens(scenarios, o, dir, log) : null;
 
     if (placement.pinned) pinSelf(placement.others);
     upstream = await startUpstreamProcess({ cpus: placement.others });

@@ -194,7 +194,7 @@ function auditEntry(ex: Exchange): AuditEntry {
     subject: p?.subject ?? null,
     amr: p?.amr ?? null,
     acr: p?.acr ?? null,
-    token_hash: ex.token === null ? null : tokenHash(ex.token),
+    token_hash: ex.token === null ? null : tokenHash(ex.token, p),
     cache: ex.cache,
     total_ms: performance.now() - ex.startedAt,
     verify_ms: ex.verifyMs,

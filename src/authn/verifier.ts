@@ -17,6 +17,7 @@ import type { CompiledConfig, CompiledIssuer } from '../config/types.js';
 import { principalFrom } from '../authz/claims.js';
 import { GatewayError } from '../errors.js';
 import { tokenFailure } from './failures.js';
+import { tokenIndex } from './extract.js';
 import { KEY_MISMATCH, KeyStore, NO_KEYS, UNKNOWN_KID, type StoredKey } from './jwks.js';
 import type { TokenFailure, TokenFailureReason, TokenSuccess, Verifier, VerifierStats, VerifyResult } from './types.js';
 import verifyTask, { type VerifyTask, type VerifyTaskResult } from './worker/verify.js';
@@ -90,6 +91,12 @@ const NEGATIVE_REASONS: ReadonlySet<string> = new Set<TokenFailureReason>([
  */
 const HOT_GET: { status?: undefined } = {};
 
+/** A cache slot: the whole token it belongs to, and what was learned about it. */
+interface Slot<T> {
+  readonly token: string;
+  readonly value: T;
+}
+
 /** Piscina rejects a task it has no room for with one of these (piscina/dist/errors.js). */
 const QUEUE_FULL = /^(Task queue is at limit|No task queue available)/;
 
@@ -105,8 +112,8 @@ class TokenVerifier implements Verifier {
   private readonly now: () => number;
   private readonly log: NonNullable<VerifierOptions['log']>;
   private readonly byIss = new Map<string, IssuerRuntime>();
-  private readonly positive: LRUCache<string, CachedSuccess>;
-  private readonly negative: LRUCache<string, TokenFailure>;
+  private readonly positive: LRUCache<string, Slot<CachedSuccess>>;
+  private readonly negative: LRUCache<string, Slot<TokenFailure>>;
   private readonly inflight = new Map<string, Promise<VerifyResult>>();
   private readonly pool: Piscina<VerifyTask, VerifyTaskResult> | null;
   private readonly abort = new AbortController();
@@ -136,8 +143,8 @@ class TokenVerifier implements Verifier {
     // against the injected clock; the negative cache uses lru-cache's TTL, with the
     // injected clock as its `perf` and ttlResolution 0 so it asks on every read instead
     // of memoizing a timestamp behind a real timer.
-    this.positive = new LRUCache<string, CachedSuccess>({ max: this.cfg.cacheMax });
-    this.negative = new LRUCache<string, TokenFailure>({
+    this.positive = new LRUCache<string, Slot<CachedSuccess>>({ max: this.cfg.cacheMax });
+    this.negative = new LRUCache<string, Slot<TokenFailure>>({
       max: this.cfg.negativeMax,
       ttl: this.cfg.negativeTtlMs,
       ttlResolution: 0,
@@ -167,24 +174,27 @@ class TokenVerifier implements Verifier {
 
   /**
    * The hot path: synchronous, and on a hit it returns the cached object itself
-   * (nothing allocated). `exp` is re-checked against the clock on every hit,
+   * (the only allocation is the short index slice). `exp` is re-checked against the clock on every hit,
    * with the issuer's clock tolerance, as jose would.
    */
   lookup(token: string): VerifyResult | undefined {
+    const index = tokenIndex(token);
     HOT_GET.status = undefined;
-    const hit = this.positive.get(token, HOT_GET);
-    if (hit !== undefined) {
+    const slot = this.positive.get(index, HOT_GET);
+    if (slot !== undefined && slot.token === token) {
+      const hit = slot.value;
       const t = this.now();
       if (t < hit.expiredAtMs) {
         if (t <= hit.staleAtMs) return hit;
-        this.positive.delete(token); // past maxTtl (or exp, inside the tolerance): verify again
+        this.positive.delete(index); // past maxTtl (or exp, inside the tolerance): verify again
       } else {
-        this.positive.delete(token);
+        this.positive.delete(index);
         return EXPIRED;
       }
     }
     HOT_GET.status = undefined;
-    return this.negative.get(token, HOT_GET);
+    const bad = this.negative.get(index, HOT_GET);
+    return bad !== undefined && bad.token === token ? bad.value : undefined;
   }
 
   verify(token: string): Promise<VerifyResult> {
@@ -279,7 +289,7 @@ class TokenVerifier implements Verifier {
       // Cached only until a refetch could make the kid known (lru-cache expires an entry
       // once more than `ttl` ms have passed, hence the − 1).
       const ttl = Math.floor(Math.min(this.cfg.negativeTtlMs, store.cooldownLeft() - 1));
-      if (ttl >= 1) this.negative.set(token, UNKNOWN_KID_FAILURE, { ttl });
+      if (ttl >= 1) this.negative.set(tokenIndex(token), { token, value: UNKNOWN_KID_FAILURE }, { ttl });
       return UNKNOWN_KID_FAILURE;
     }
     return this.runTask(token, issuer, key, alg);
@@ -346,12 +356,12 @@ class TokenVerifier implements Verifier {
       expiredAtMs: (principal.exp + issuer.clockToleranceSec) * 1000,
     });
     // A token still inside its tolerance window after `exp` is answered but not cached.
-    if (expMs > now) this.positive.set(token, entry);
+    if (expMs > now) this.positive.set(tokenIndex(token), { token, value: entry });
     return entry;
   }
 
   private remember(token: string, failure: TokenFailure): TokenFailure {
-    if (NEGATIVE_REASONS.has(failure.reason)) this.negative.set(token, failure);
+    if (NEGATIVE_REASONS.has(failure.reason)) this.negative.set(tokenIndex(token), { token, value: failure });
     return failure;
   }
 }

@@ -76,6 +76,10 @@ async function start(): Promise<void> {
     fail(`cannot start the demo: ${(err as Error).message}`);
   }
   const alice = accounts().find((a) => a.id === 'alice');
+  const totpUri = otpauthUri(alice?.totpSecret ?? '', 'alice');
+  // qrcode (soldair/node-qrcode) draws with half-block characters: two QR rows per line.
+  const { default: QRCode } = await import('qrcode');
+  const totpQr = await QRCode.toString(totpUri, { type: 'terminal', small: true, errorCorrectionLevel: 'M' });
   process.stdout.write(
     `\n${tourText({
       gatewayUrl: demo.gatewayUrl,
@@ -83,7 +87,8 @@ async function start(): Promise<void> {
       issuer: demo.idp.issuer,
       upstreamUrl: demo.upstream.url,
       tokenCommand: 'node dist/demo/cli.js token',
-      totpUri: otpauthUri(alice?.totpSecret ?? '', 'alice'),
+      totpUri,
+      totpQr,
     })}\n`,
   );
   let stopping = false;

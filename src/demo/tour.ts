@@ -103,6 +103,8 @@ export interface TourContext {
   /** e.g. `node dist/demo/cli.js token`; the flags are appended. */
   readonly tokenCommand: string;
   readonly totpUri: string;
+  /** The same URI as a QR code drawn with text characters, for a phone's authenticator app. */
+  readonly totpQr?: string;
 }
 
 /** The `demo token` command line that fills one tour variable. */
@@ -140,7 +142,7 @@ export function tourText(ctx: TourContext): string {
     '  bob   / builder      password only      roles: reader',
     "  alice's TOTP secret, for an authenticator app (to log in by hand in the browser):",
     `    ${ctx.totpUri}`,
-    '    (enter it by hand or paste the URI: no QR code is drawn, that would need a package the project does not ship)',
+    ...(ctx.totpQr ? ['    or scan it:', ...ctx.totpQr.trimEnd().split('\n').map((l) => `    ${l}`)] : []),
     '',
     `Log in with a browser: ${ctx.issuer}/app/  (password, then the TOTP code, or "Skip the second factor")`,
     '',

@@ -3,7 +3,8 @@ import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { CompiledConfig, CompiledIssuer, CompiledRoute } from '../config/types.js';
 import type { Verifier, VerifyResult } from '../authn/types.js';
 import type { Principal } from '../authz/claims.js';
-import { extractToken } from '../authn/extract.js';
+import { FAILURE_DESCRIPTIONS } from '../authn/failures.js';
+import { bearerCandidate, isB64Token, MALFORMED_TOKEN } from '../authn/extract.js';
 import { decide } from '../authz/decide.js';
 import { bearerChallenge } from '../authz/challenge.js';
 import { normalizePath } from '../routes/normalize.js';
@@ -201,7 +202,10 @@ export class Pipeline {
       return ex.answer('rate_limited', { retryAfter: blocked });
     }
 
-    const cred = extractToken(snap.authorization, snap.authCount, this.config.verifier.maxTokenBytes);
+    let cred = bearerCandidate(snap.authorization, snap.authCount, this.config.verifier.maxTokenBytes);
+    // A cache hit is a token that passed the b64token check on its way in; only a miss is scanned.
+    const cached = cred.kind === 'token' ? this.verifier!.lookup(cred.token) : undefined;
+    if (cached === undefined && cred.kind === 'token' && !isB64Token(cred.token)) cred = MALFORMED_TOKEN;
     switch (cred.kind) {
       case 'none':
         return ex.answer('credentials_missing', { challenge: this.realmChallenge });
@@ -211,11 +215,9 @@ export class Pipeline {
           challenge: bearerChallenge({ realm: this.config.server.realm, error: 'invalid_request', description: cred.description }),
         });
       case 'too_large':
-        return this.tokenFailed(ex, 'too_large', 'The access token is too large.');
+        return this.tokenFailed(ex, 'too_large', FAILURE_DESCRIPTIONS.too_large);
     }
     ex.token = cred.token;
-    const verifier = this.verifier!;
-    const cached = verifier.lookup(cred.token);
     if (cached !== undefined) {
       ex.cache = cached.ok ? 'hit' : 'negative';
       this.metrics.cache(ex.cache);
@@ -224,7 +226,7 @@ export class Pipeline {
     ex.cache = 'miss';
     this.metrics.cache('miss');
     const t0 = performance.now();
-    verifier.verify(cred.token).then(
+    this.verifier!.verify(cred.token).then(
       (result) => {
         ex.verifyMs = performance.now() - t0;
         this.metrics.verification(ex.verifyMs / 1000, result.ok ? 'valid' : result.code === 'invalid_token' ? 'invalid' : 'error');

@@ -1,0 +1,127 @@
+/**
+ * Issue 7, "Done when": `npm run demo` prints working commands whose answers match
+ * what it says. This starts the real demo command (dist/demo/cli.js, as `npm run demo`
+ * does after building) on free ports, takes the tour it prints, runs each printed
+ * command line verbatim in bash (curl appends only its status code), and compares the
+ * answers with the status, challenge and echoed headers the tour announces.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEMO_CLI, ROOT } from './helpers.js';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+interface Step {
+  n: number;
+  status: number;
+  assignments: string[];
+  curl: string;
+  challenge: string | null;
+  echoes: string | null;
+}
+
+/** The numbered steps of the printed tour. */
+function parseTour(text: string): Step[] {
+  const steps: Step[] = [];
+  let cur: Step | null = null;
+  for (const raw of text.split('\n')) {
+    const head = /^(\d+)\. .* → (\d{3})$/.exec(raw);
+    if (head) {
+      cur = { n: Number(head[1]), status: Number(head[2]), assignments: [], curl: '', challenge: null, echoes: null };
+      steps.push(cur);
+      continue;
+    }
+    if (cur === null) continue;
+    const line = raw.trim();
+    if (/^[A-Z]+=\$\(.*\)$/.test(line)) cur.assignments.push(line);
+    else if (line.startsWith('curl ') && cur.curl === '') cur.curl = line;
+    else if (line.startsWith('answers  WWW-Authenticate: ')) cur.challenge = line.slice('answers  WWW-Authenticate: '.length);
+    else if (line.startsWith('echoes   ')) cur.echoes = line.slice('echoes   '.length);
+  }
+  return steps;
+}
+
+let demo: ChildProcess;
+let out = '';
+let ports: Record<string, number>;
+
+beforeAll(async () => {
+  ports = { gateway: await freePort(), admin: await freePort(), idp: await freePort(), upstream: await freePort() };
+  demo = spawn(process.execPath, [DEMO_CLI], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      DEMO_GATEWAY_PORT: String(ports['gateway']),
+      DEMO_ADMIN_PORT: String(ports['admin']),
+      DEMO_IDP_PORT: String(ports['idp']),
+      DEMO_UPSTREAM_PORT: String(ports['upstream']),
+    },
+  });
+  let err = '';
+  demo.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  await new Promise<void>((resolve, reject) => {
+    demo.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      if (out.includes('Ctrl-C stops everything.')) resolve();
+    });
+    demo.once('exit', (code) => reject(new Error(`demo exited (${code}) before printing its tour: ${err}`)));
+  });
+});
+
+afterAll(async () => {
+  if (demo && demo.exitCode === null) {
+    const exited = new Promise((r) => demo.once('exit', r));
+    demo.kill('SIGINT');
+    await exited;
+  }
+});
+
+describe('npm run demo', () => {
+  it('prints the TOTP secret as an otpauth URI and as a QR code', () => {
+    expect(out).toMatch(/otpauth:\/\/totp\/[^\s]+secret=[A-Z2-7]+/);
+    // qrcode's terminal renderer draws with block characters.
+    expect(out).toMatch(/[▀▄█]{7}/);
+    expect(out).toContain(`http://127.0.0.1:${ports['gateway']}`);
+  });
+
+  it('prints commands whose answers are what it says they are', () => {
+    const steps = parseTour(out);
+    expect(steps.map((s) => s.n)).toEqual([1, 2, 3, 4, 5, 6]);
+    // One bash session, as a reader pasting the commands would have: later steps reuse $MFA.
+    const script = steps
+      .flatMap((s) => [...s.assignments, `echo "@@step ${s.n}"`, `${s.curl} -w '\\n@@status %{http_code}\\n'`])
+      .join('\n');
+    const run = spawnSync('bash', ['-e', '-c', script], { cwd: ROOT, encoding: 'utf8', timeout: 90_000 });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    const answers = run.stdout.split('@@step ').slice(1);
+    expect(answers).toHaveLength(steps.length);
+    for (const [i, step] of steps.entries()) {
+      const answer = answers[i]!;
+      expect(answer.startsWith(`${step.n}\n`)).toBe(true);
+      expect(answer).toContain(`@@status ${step.status}\n`);
+      if (step.challenge !== null) {
+        const header = /^www-authenticate: (.*)\r$/im.exec(answer)?.[1];
+        expect(header, `step ${step.n} sends a challenge`).toBeDefined();
+        // The tour elides the wordy error_description; every other piece must be there verbatim.
+        for (const piece of step.challenge.split(', ').filter((p) => !p.startsWith('error_description='))) {
+          expect(header).toContain(piece);
+        }
+      }
+      if (step.echoes !== null) {
+        for (const pair of step.echoes.split(', ')) expect(answer).toContain(pair);
+      }
+    }
+  });
+});
