@@ -34,10 +34,19 @@ export interface GatewayHandle {
   close(): Promise<void>;
 }
 
+/** uSockets' `LIBUS_LISTEN_EXCLUSIVE_PORT` (uWebSockets.js ListenOptions). */
+const LIBUS_LISTEN_EXCLUSIVE_PORT = 1;
+interface ExclusiveListen {
+  listen(host: string, port: number, options: number, cb: (socket: us_listen_socket | false) => void): void;
+}
+
 function listen(app: import('uWebSockets.js').TemplatedApp, host: string, port: number, what: string): Promise<{ socket: us_listen_socket; port: number }> {
   const uws = loadUws();
   return new Promise((resolve, reject) => {
-    app.listen(host, port, (socket) => {
+    // uSockets sets SO_REUSEPORT by default, so a second gateway on the same port would
+    // "listen" too and share the traffic unnoticed; an exclusive port fails instead.
+    // (The package's typings lack this overload; the native listen takes host, port, options, callback.)
+    (app as unknown as ExclusiveListen).listen(host, port, LIBUS_LISTEN_EXCLUSIVE_PORT, (socket) => {
       if (!socket) {
         reject(new GatewayError('LISTEN_FAILED', `cannot listen on ${host}:${port} for the ${what} listener (address in use or not available)`));
       } else {

@@ -66,6 +66,28 @@ describe('lifecycle', () => {
     }
   });
 
+  it('exits 1 when another gateway already listens on the port (no silent SO_REUSEPORT sharing)', async () => {
+    // A fixed port for both, as operators configure it (a port-0 bind never joins a
+    // SO_REUSEPORT group, so it would not show the problem).
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const config = {
+      ...baseConfig({ upstreams: { u: { url: 'http://127.0.0.1:1' } }, routes: [{ path: '/', upstream: 'u', auth: 'none' }] }),
+      listen: { host: '127.0.0.1', port },
+    };
+    const first = await startGatewayProcess(writeConfig(config));
+    try {
+      expect(first.port).toBe(port);
+      const r = await runCli(['start', '--config', writeConfig(config)]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}`));
+    } finally {
+      await first.stop();
+    }
+  });
+
   it('refuses to start on the pure-JS uWebSockets.js fallback', async () => {
     const cfg = writeConfig(baseConfig({ upstreams: { u: { url: 'http://127.0.0.1:1' } }, routes: [{ path: '/', upstream: 'u', auth: 'none' }] }));
     const r = await runCli(['start', '--config', cfg], { UWS_USE_FALLBACK: '1' });
