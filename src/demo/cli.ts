@@ -77,9 +77,12 @@ async function start(): Promise<void> {
   }
   const alice = accounts().find((a) => a.id === 'alice');
   const totpUri = otpauthUri(alice?.totpSecret ?? '', 'alice');
-  // qrcode (soldair/node-qrcode) draws with half-block characters: two QR rows per line.
+  // qrcode (soldair/node-qrcode) draws with half-block characters: two QR rows per line,
+  // with colour codes for a terminal and plain characters when the output is captured.
   const { default: QRCode } = await import('qrcode');
-  const totpQr = await QRCode.toString(totpUri, { type: 'terminal', small: true, errorCorrectionLevel: 'M' });
+  const totpQr = process.stdout.isTTY
+    ? await QRCode.toString(totpUri, { type: 'terminal', small: true, errorCorrectionLevel: 'M' })
+    : await QRCode.toString(totpUri, { type: 'utf8', errorCorrectionLevel: 'M' });
   process.stdout.write(
     `\n${tourText({
       gatewayUrl: demo.gatewayUrl,

@@ -90,8 +90,9 @@ afterAll(async () => {
 describe('npm run demo', () => {
   it('prints the TOTP secret as an otpauth URI and as a QR code', () => {
     expect(out).toMatch(/otpauth:\/\/totp\/[^\s]+secret=[A-Z2-7]+/);
-    // qrcode's terminal renderer draws with block characters.
+    // qrcode draws with block characters; captured output gets no terminal colour codes.
     expect(out).toMatch(/[▀▄█]{7}/);
+    expect(out).not.toContain('\u001b[');
     expect(out).toContain(`http://127.0.0.1:${ports['gateway']}`);
   });
 
