@@ -18,7 +18,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { budgetDeps, evaluateBudgets, loadBudgets } from './lib/budgets.js';
-import { drive } from './lib/load.js';
+import { drive, PERCENTILES, percentile, pkey } from './lib/load.js';
 import { choosePlacement, pinSelf, unpinSelf } from './lib/placement.js';
 import { ROOT, cpuTimeMs, startGatewayProcess, startUpstreamProcess } from './lib/processes.js';
 import { distribution, textTable, writeResults } from './lib/report.js';
@@ -189,7 +189,9 @@ export async function runSuite(options = {}) {
     r.vsDirect = baseRow?.ok && r.ok ? r.rps / baseRow.rps : null;
     if (s.baseline && s.baseline !== 'direct') r.notes.unshift(`× direct is vs ${s.baseline}`);
     const none = byRow.get('none');
-    r.vsNone = s.vsNone && none?.ok && r.ok ? r.rps / none.rps : null;
+    // A scenario measured interleaved with `none` is compared with those very seconds.
+    const noneBase = r.paired?.none ?? (none?.ok ? none : null);
+    r.vsNone = s.vsNone && noneBase && r.ok ? r.rps / noneBase.rps : null;
   }
 
   const budgetResults = budgetsFile ? evaluateBudgets(budgets, byRow, { threads: o.threads }) : [];
@@ -311,9 +313,8 @@ function startMeter(pids) {
   };
 }
 
-/** Runs one scenario (warm-up included) and returns its row fields. */
-async function runScenario(s, { o, target, tokens, connections, log, tty, signal, pids }) {
-  if (s.target !== 'gateway') pids = { ...pids, gateway: undefined };
+/** The autocannon request of a scenario with a static token (or none). */
+function requestFor(s, { target, tokens, connections, o, signal }) {
   const req = {
     url: target.url,
     path: s.path,
@@ -326,6 +327,81 @@ async function runScenario(s, { o, target, tokens, connections, log, tty, signal
   };
   const staticToken = { cached: tokens?.cached, stepup: tokens?.stepup, invalid: tokens?.invalid }[s.token];
   if (staticToken) req.headers = { ...req.headers, authorization: `Bearer ${staticToken}` };
+  return req;
+}
+
+/**
+ * A paired measurement: `duration` seconds of this scenario and as many of `partner`,
+ * interleaved in slices of PAIR_SLICE_SEC in ABBA order, on the same gateway. This
+ * machine's speed drifts by a third over tens of seconds (other tenants of the host),
+ * so two runs measured one after the other can differ by more than the 10 % a budget
+ * holds; slices a few seconds apart see the same machine. Returns this scenario's
+ * merged stats and CPU, and the partner's.
+ */
+async function pairedRun(req, partnerReq, { o, pids, tty, name }) {
+  const slices = Math.max(1, Math.round(o.duration / PAIR_SLICE_SEC));
+  const mine = [];
+  const theirs = [];
+  let myCpuMs = 0;
+  let theirCpuMs = 0;
+  for (let i = 0; i < slices; i++) {
+    const order = i % 2 === 0 ? ['partner', 'mine'] : ['mine', 'partner'];
+    for (const who of order) {
+      const gw0 = cpuTimeMs(pids.gateway);
+      const stats = await drive({ ...(who === 'mine' ? req : partnerReq), duration: PAIR_SLICE_SEC });
+      const used = (cpuTimeMs(pids.gateway) ?? 0) - (gw0 ?? 0);
+      if (who === 'mine') {
+        mine.push(stats);
+        myCpuMs += used;
+      } else {
+        theirs.push(stats);
+        theirCpuMs += used;
+      }
+    }
+    if (tty) process.stderr.write(`\r  ${name}: slice pair ${i + 1}/${slices}   ${i + 1 === slices ? '\r\x1b[K' : ''}`);
+  }
+  const a = mergeStats(mine);
+  const b = mergeStats(theirs);
+  const perReq = (ms, n) => (pids.gateway === undefined || n === 0 ? null : (ms * 1000) / n);
+  return { stats: a, usPerRequest: perReq(myCpuMs, a.requests), partner: { stats: b, usPerRequest: perReq(theirCpuMs, b.requests) } };
+}
+
+const PAIR_SLICE_SEC = 2;
+
+/** One RunStats out of several runs of the same request. */
+function mergeStats(list) {
+  const sorted = new Float64Array(list.reduce((a, x) => a + x.sortedLatencies.length, 0));
+  let at = 0;
+  for (const x of list) {
+    sorted.set(x.sortedLatencies, at);
+    at += x.sortedLatencies.length;
+  }
+  sorted.sort();
+  const requests = list.reduce((a, x) => a + x.requests, 0);
+  const elapsedSec = list.reduce((a, x) => a + x.elapsedSec, 0);
+  const statuses = {};
+  for (const x of list) for (const [c, n] of Object.entries(x.statuses)) statuses[c] = (statuses[c] ?? 0) + n;
+  const latencyMs = { min: sorted.length ? sorted[0] : null, max: sorted.length ? sorted[sorted.length - 1] : null, mean: sorted.length ? sorted.reduce((a, v) => a + v, 0) / sorted.length : null };
+  for (const p of PERCENTILES) latencyMs[pkey(p)] = percentile(sorted, p);
+  const sum = (k) => list.reduce((a, x) => a + x[k], 0);
+  return {
+    requests,
+    elapsedSec,
+    rps: elapsedSec > 0 ? requests / elapsedSec : 0,
+    latencyMs,
+    statuses,
+    non2xx: sum('non2xx'),
+    errors: sum('errors'),
+    timeouts: sum('timeouts'),
+    bytesPerSec: list.reduce((a, x) => a + x.bytesPerSec * x.elapsedSec, 0) / Math.max(elapsedSec, 1e-9),
+    sortedLatencies: sorted,
+  };
+}
+
+/** Runs one scenario (warm-up included) and returns its row fields. */
+async function runScenario(s, { o, target, tokens, connections, log, tty, signal, pids }) {
+  if (s.target !== 'gateway') pids = { ...pids, gateway: undefined };
+  const req = requestFor(s, { target, tokens, connections, o, signal });
   const problems = [];
   const notes = [];
 
@@ -369,6 +445,22 @@ async function runScenario(s, { o, target, tokens, connections, log, tty, signal
     notes.push(`beside ${Math.round(spray.rps).toLocaleString('en-US')} garbage tokens/s (${Object.entries(spray.statuses).map(([c, n]) => `${c}: ${n}`).join(', ')})`);
     const { sortedLatencies, ...sprayStats } = spray;
     return { ...finish(stats, problems, notes, cpu), spray: sprayStats };
+  }
+
+  if (s.pairedWith) {
+    const partner = byName.get(s.pairedWith);
+    const partnerReq = requestFor(partner, { target, tokens, connections, o, signal });
+    const meter = startMeter(pids);
+    const run = await pairedRun(req, partnerReq, { o, pids, tty, name: s.name });
+    const cpu = { ...meter(run.stats.requests + run.partner.stats.requests), gatewayUsPerRequest: run.usPerRequest };
+    problems.push(...statusProblems(run.stats, s.expect));
+    problems.push(...statusProblems(run.partner.stats, partner.expect, `paired ${partner.name}`));
+    notes.push(
+      `interleaved with ${partner.name} (${PAIR_SLICE_SEC} s slices, ABBA): ${partner.name} ${Math.round(run.partner.stats.rps).toLocaleString('en-US')} req/s, ` +
+        `${run.partner.usPerRequest?.toFixed(1) ?? '–'} gw µs/req in the same seconds`,
+    );
+    const { sortedLatencies, ...partnerStats } = run.partner.stats;
+    return { ...finish(run.stats, problems, notes, cpu), paired: { [partner.name]: { ...partnerStats, ok: true, cpu: { gatewayUsPerRequest: run.partner.usPerRequest } } } };
   }
 
   const meter = startMeter(pids);

@@ -64,7 +64,8 @@ export function evaluateBudgets(budgets, rows, ctx) {
     const row = rows.get(name);
     if (!row) continue;
     for (const c of checks) {
-      const base = c.vs ? rows.get(c.vs) : null;
+      // A scenario measured interleaved with its `vs` (run.js pairedRun) is held against those seconds.
+      const base = c.vs ? (row.paired?.[c.vs] ?? rows.get(c.vs)) : null;
       const label = c.vs ? `${c.check} vs ${c.vs}` : c.check;
       const entry = { scenario: name, check: c.check, ...(c.vs ? { vs: c.vs } : {}) };
       if (!row.ok) {

@@ -76,6 +76,18 @@ describe('bench harness smoke run', () => {
     expect(spray.statuses['401']).toBeGreaterThan(0);
   });
 
+  it('measures cached interleaved with none and compares it with those very slices', () => {
+    const cached = report.rows.find((r) => r.name === 'cached') as unknown as Row & {
+      paired?: { none?: { requests: number; rps: number; statuses: Record<string, number> } };
+      vsNone: number | null;
+      rps: number;
+    };
+    const partner = cached.paired?.none;
+    expect(partner?.requests).toBeGreaterThan(0);
+    expect(Object.keys(partner!.statuses).every((c) => c.startsWith('2'))).toBe(true);
+    expect(cached.vsNone).toBeCloseTo(cached.rps / partner!.rps, 10);
+  });
+
   it('checks no budgets in smoke mode, does not pin, and the gateway exits 0 on SIGTERM', () => {
     expect(report.budgets).toEqual([]);
     expect(report.meta.placement.pinned).toBe(false);
