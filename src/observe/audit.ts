@@ -226,6 +226,8 @@ export function createAudit(cfg: CompiledAudit, options: { onError?: (err: Error
     dest: fd,
     sync: false,
     minLength: cfg.bufferBytes,
+    // sonic-boom refuses a minLength that is not below maxWrite (16 KiB by default).
+    maxWrite: Math.max(16_384, 2 * cfg.bufferBytes),
     maxLength: cfg.maxBufferBytes,
     periodicFlush: cfg.flushIntervalMs,
   });

@@ -70,6 +70,16 @@ describe('tokenHash', () => {
 });
 
 describe('createAudit', () => {
+  it('accepts every bufferBytes the schema allows (above sonic-boom\'s default 16 KiB maxWrite too)', async () => {
+    for (const bufferBytes of [0, 16_384, 65_536, 1_048_576]) {
+      const c = { ...cfg(), bufferBytes };
+      const audit = createAudit(c);
+      audit.record(entry({ request_id: `buf-${bufferBytes}` }));
+      await audit.close();
+      expect(readLines(c.destination).map((l) => l['request_id'])).toEqual([`buf-${bufferBytes}`]);
+    }
+  });
+
   it('writes one JSON line per entry with every field, for allow and deny reasons, and never the token', async () => {
     const c = cfg();
     const audit = createAudit(c);
