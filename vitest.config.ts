@@ -2,6 +2,8 @@ import { defineConfig } from 'vitest/config';
 
 // Two projects, as Hono does: pure unit tests, and integration tests that start
 // real servers (the built gateway from dist/, real upstreams, real JWKS/OIDC).
+// A third, `leaks`, runs last: the whole-run check that no token any test minted
+// appears in anything the run printed, logged or audited (issue 5; test/leaks).
 export default defineConfig({
   test: {
     projects: [
@@ -24,6 +26,19 @@ export default defineConfig({
           // Integration files start gateways and upstreams; two cores, so keep them few at once.
           maxWorkers: 2,
           sequence: { groupOrder: 1 },
+          // The run's leak directory (MFA_GW_LEAK_DIR), made only when integration files run,
+          // and each file's registration in it (test/integration/leaks.ts).
+          globalSetup: ['test/leaks/global-setup.ts'],
+          setupFiles: ['test/leaks/register-file.ts'],
+        },
+      },
+      {
+        test: {
+          name: 'leaks',
+          include: ['test/leaks/**/*.test.ts'],
+          environment: 'node',
+          // After every integration file: it reads what they all collected.
+          sequence: { groupOrder: 2 },
         },
       },
     ],

@@ -3,11 +3,17 @@
  * second with a few connections against the real upstream and the built gateway.
  * It checks that each scenario produced a result row with answers of the expected
  * status class. It never checks budgets or timings (those belong to `npm run bench`).
+ *
+ * The whole-run leak check (test/leaks) sees only the harness's own log lines from
+ * here: bench/ starts its gateway with stdout to /dev/null (its audit lines and
+ * operational log go nowhere; stderr is kept inside bench/ for its error messages),
+ * and the tokens it mints stay inside runSuite, so neither is checked here.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordOutput } from './leaks.js';
 // @ts-expect-error bench/ is plain JavaScript without type declarations
 import { runSuite } from '../../bench/run.js';
 // @ts-expect-error bench/ is plain JavaScript without type declarations
@@ -49,6 +55,7 @@ describe('bench harness smoke run', () => {
   }, 55_000);
 
   afterAll(() => {
+    recordOutput('bench-smoke.log', lines.join('\n'));
     if (out) rmSync(out, { recursive: true, force: true });
   });
 

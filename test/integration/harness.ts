@@ -4,12 +4,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import YAML from 'yaml';
+import { copyAuditFile, outputSink, recordAuditFile, recordOutput, recordToken } from './leaks.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const CLI = join(ROOT, 'dist/cli.js');
@@ -127,9 +128,27 @@ export async function startGatewayProcess(configFile: string, env: Record<string
   });
   let out = '';
   let err = '';
-  proc.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  // For the whole-run leak check (test/leaks): everything the process prints, as it
+  // prints it, and its audit file when it has exited (tests may delete its directory).
+  const label = `gateway-${basename(dirname(configFile))}`;
+  const outSink = outputSink(`${label}.stdout`);
+  const errSink = outputSink(`${label}.stderr`);
+  const auditFile = auditFileOf(configFile);
+  if (auditFile) recordAuditFile(auditFile);
+  proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+    outSink(d);
+  });
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    err += d;
+    errSink(d);
+  });
+  const exited = new Promise<number | null>((r) =>
+    proc.on('exit', (code) => {
+      if (auditFile) copyAuditFile(`${label}.audit`, auditFile);
+      r(code);
+    }),
+  );
   const ports = await new Promise<{ port: number; adminPort: number }>((resolveP, reject) => {
     const onData = () => {
       for (const line of out.split('\n')) {
@@ -158,6 +177,19 @@ export async function startGatewayProcess(configFile: string, env: Record<string
   };
 }
 
+/** The audit file a config writes (`audit.destination` other than stdout/stderr), if any. */
+function auditFileOf(configFile: string): string | undefined {
+  let audit: { enabled?: unknown; destination?: unknown } | undefined;
+  try {
+    audit = (YAML.parse(readFileSync(configFile, 'utf8')) as { audit?: typeof audit } | null)?.audit;
+  } catch {
+    return undefined; // a config the gateway itself will refuse
+  }
+  const dest = audit?.destination;
+  if (!audit || audit.enabled === false || typeof dest !== 'string' || dest === 'stdout' || dest === 'stderr') return undefined;
+  return isAbsolute(dest) ? dest : resolve(dirname(configFile), dest);
+}
+
 /** Runs the CLI to completion. */
 export function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolveP) => {
@@ -166,7 +198,11 @@ export function runCli(args: string[], env: Record<string, string> = {}): Promis
     let stderr = '';
     proc.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     proc.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    proc.on('exit', (code) => resolveP({ code, stdout, stderr }));
+    proc.on('exit', (code) => {
+      recordOutput(`cli-${args[0] ?? ''}.stdout`, stdout);
+      recordOutput(`cli-${args[0] ?? ''}.stderr`, stderr);
+      resolveP({ code, stdout, stderr });
+    });
   });
 }
 
@@ -176,6 +212,8 @@ export function runCli(args: string[], env: Record<string, string> = {}): Promis
  * well-behaved client library would send.
  */
 export function rawRequest(port: number, data: string | Buffer, idleMs = 1000): Promise<{ text: string; closed: boolean }> {
+  // Bearer tokens written by hand into raw requests go into the leak check's list too.
+  for (const m of data.toString('latin1').matchAll(/\bbearer +([^\s,]+)/gi)) recordToken(m[1]);
   return new Promise((resolveP) => {
     const sock = connect(port, '127.0.0.1', () => sock.write(data));
     let text = '';

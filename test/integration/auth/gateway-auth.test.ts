@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { baseConfig, rawRequest, startGatewayProcess, startUpstream, writeConfig, type GatewayProcess, type Upstream } from '../harness.js';
+import { recordToken } from '../leaks.js';
 import { startIdp, type TestIdp } from './tokens.js';
 
 // The whole auth pipeline through the built gateway: a real discovery + JWKS
@@ -45,6 +46,7 @@ afterAll(async () => {
 });
 
 async function call(path: string, token?: string, headers: Record<string, string> = {}) {
+  recordToken(token); // forged ones too, for the whole-run leak check (test/leaks)
   const res = await request(`${gw.url}${path}`, { headers: { ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}), ...headers } });
   const text = await res.body.text();
   return { status: res.statusCode, challenge: res.headers['www-authenticate'] as string | undefined, text, body: JSON.parse(text || '{}') as Record<string, string>, headers: res.headers };

@@ -5,6 +5,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK, type JWTPayload } from 'jose';
+import { recordToken } from '../leaks.js';
 
 export interface TestIdp {
   readonly issuer: string;
@@ -52,9 +53,11 @@ export async function startIdp(path = '/realms/test'): Promise<TestIdp> {
     async mint(claims, options = {}) {
       const key = keys.find((k) => k.kid === (options.kid ?? 'rs256-1')) ?? keys[0]!;
       const now = Math.floor(Date.now() / 1000);
-      return new SignJWT({ iss: issuer, aud: 'orders-api', sub: 'alice', iat: now, exp: now + (options.expiresIn ?? 600), ...claims })
-        .setProtectedHeader({ alg: options.alg ?? key.alg, kid: key.kid, typ: options.typ ?? 'at+jwt' })
-        .sign(key.privateKey);
+      return recordToken(
+        await new SignJWT({ iss: issuer, aud: 'orders-api', sub: 'alice', iat: now, exp: now + (options.expiresIn ?? 600), ...claims })
+          .setProtectedHeader({ alg: options.alg ?? key.alg, kid: key.kid, typ: options.typ ?? 'at+jwt' })
+          .sign(key.privateKey),
+      );
     },
     close: () =>
       new Promise<void>((r) => {

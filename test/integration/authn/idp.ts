@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import { compileConfig } from '../../../src/config/load.js';
 import type { CompiledConfig } from '../../../src/config/types.js';
+import { recordToken } from '../leaks.js';
 
 export interface TestKey {
   readonly kid: string;
@@ -124,19 +125,19 @@ export interface MintOptions {
 }
 
 /** Signs `claims` exactly as given (no defaults added) with `key`. */
-export function sign(key: TestKey | { privateKey: CryptoKey | Uint8Array; kid: string; alg: string }, claims: JWTPayload, options: MintOptions = {}): Promise<string> {
+export async function sign(key: TestKey | { privateKey: CryptoKey | Uint8Array; kid: string; alg: string }, claims: JWTPayload, options: MintOptions = {}): Promise<string> {
   const { kid, typ, alg, ...rest } = options.header ?? {};
   const header: Record<string, unknown> = { alg: alg ?? key.alg, ...rest };
   if (kid !== null) header['kid'] = kid ?? key.kid;
   if (typ !== null) header['typ'] = typ ?? 'at+jwt';
-  return new SignJWT(claims).setProtectedHeader(header as { alg: string }).sign(key.privateKey, options.crit ? { crit: options.crit } : undefined);
+  return recordToken(await new SignJWT(claims).setProtectedHeader(header as { alg: string }).sign(key.privateKey, options.crit ? { crit: options.crit } : undefined));
 }
 
 /** Signs an arbitrary header and payload with an RS256 key, bypassing jose's own header checks. */
 export async function signRawRs256(key: TestKey, header: Record<string, unknown>, payload: unknown): Promise<string> {
   const input = `${b64(header)}.${b64(payload)}`;
   const sig = await crypto.subtle.sign({ name: 'RSASSA-PKCS1-v1_5' }, key.privateKey, new TextEncoder().encode(input));
-  return `${input}.${Buffer.from(sig).toString('base64url')}`;
+  return recordToken(`${input}.${Buffer.from(sig).toString('base64url')}`);
 }
 
 export const b64 = (v: unknown): string => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');

@@ -12,6 +12,7 @@ import { createVerifier as createBuiltVerifier } from '../../../dist/authn/verif
 import type { createVerifier as CreateVerifier } from '../../../src/authn/verifier.js';
 import type { Verifier, VerifyResult } from '../../../src/authn/types.js';
 import { b64, configWith, makeKey, sign, signRawRs256, startIdp, testClock, type IdpServer, type TestKey } from './idp.js';
+import { outputSink } from '../leaks.js';
 
 const createVerifier = createBuiltVerifier as typeof CreateVerifier;
 
@@ -62,11 +63,17 @@ function config(verifier: Record<string, unknown>) {
 
 const clock = testClock();
 const logs: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
+/** The verifier's log lines also go to the whole-run leak check (test/leaks). */
+const logSink = outputSink('verifier-log.pool');
 
 async function started(verifier: Record<string, unknown>, workerFile?: URL): Promise<Verifier> {
   const v = createVerifier(config(verifier), {
     now: clock.now,
-    log: (level, msg, fields) => logs.push({ level, msg, ...(fields ? { fields } : {}) }),
+    log: (level, msg, fields) => {
+      const line = { level, msg, ...(fields ? { fields } : {}) };
+      logs.push(line);
+      logSink(`${JSON.stringify(line)}\n`);
+    },
     ...(workerFile ? { workerFile } : {}),
   });
   open.push(v);

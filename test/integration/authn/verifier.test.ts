@@ -12,6 +12,7 @@ import { exportSPKI, type JWTPayload } from 'jose';
 import { createVerifier, type VerifierOptions } from '../../../src/authn/verifier.js';
 import type { Verifier, VerifyResult } from '../../../src/authn/types.js';
 import { b64, configWith, makeKey, sign, signRawRs256, startIdp, startTrap, testClock, type IdpServer, type TestKey } from './idp.js';
+import { outputSink } from '../leaks.js';
 
 let rs: TestKey;
 let ps: TestKey;
@@ -49,6 +50,8 @@ interface Harness {
 }
 
 const ALGS = ['RS256', 'PS256', 'ES256', 'EdDSA'];
+/** The verifiers' log lines also go to the whole-run leak check (test/leaks). */
+const logSink = outputSink('verifier-log.component');
 
 /** A started verifier for `issuer` (default: the shared IdP by discovery, typ at+jwt). */
 async function harness(
@@ -76,7 +79,12 @@ async function harness(
     ],
     verifier,
   );
-  const v = createVerifier(config, { now: clock.now, log: (level, msg, fields) => logs.push({ level, msg, ...(fields ? { fields } : {}) }), ...options.opts });
+  const log: VerifierOptions['log'] = (level, msg, fields) => {
+    const line = { level, msg, ...(fields ? { fields } : {}) };
+    logs.push(line);
+    logSink(`${JSON.stringify(line)}\n`);
+  };
+  const v = createVerifier(config, { now: clock.now, log, ...options.opts });
   open.push(v);
   if (options.start !== false) await v.start();
   return {

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { DEMO_TOTP_SECRET, TotpClock, callGateway, constants, jwtPayload, startDemoStack, totpCode } from './helpers.js';
+import { recordToken } from '../leaks.js';
 
 // The demo's login page in a real browser: Debian's chromium driven by
 // playwright-core types the password and a computed TOTP code, gets a token from
@@ -60,7 +61,7 @@ async function typePassword(page: Page, username: string, password: string): Pro
 
 async function readToken(page: Page): Promise<string> {
   await page.locator('#access-token').waitFor();
-  return (await page.locator('#access-token').inputValue()).trim();
+  return recordToken((await page.locator('#access-token').inputValue()).trim());
 }
 
 describe('the demo login page in chromium', () => {

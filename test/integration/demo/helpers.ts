@@ -4,6 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { request } from 'undici';
+import { recordToken } from '../leaks.js';
 
 export const ROOT = resolve(import.meta.dirname, '../../..');
 export const DEMO_CLI = resolve(ROOT, 'dist/demo/cli.js');
@@ -11,7 +12,15 @@ export const DEMO_CLI = resolve(ROOT, 'dist/demo/cli.js');
 // The demo ships compiled (the CLI runs dist/demo/cli.js); the tests use the same build.
 export const { startDemoStack } = (await import('../../../dist/demo/stack.js')) as typeof import('../../../src/demo/stack.js');
 export const { startDemoIdp } = (await import('../../../dist/demo/idp.js')) as typeof import('../../../src/demo/idp.js');
-export const { fetchToken, jwtPayload, TokenFlowError } = (await import('../../../dist/demo/token-client.js')) as typeof import('../../../src/demo/token-client.js');
+const tokenClient = (await import('../../../dist/demo/token-client.js')) as typeof import('../../../src/demo/token-client.js');
+export const { jwtPayload, TokenFlowError } = tokenClient;
+/** The demo's token helper; the tokens it returns go into the whole-run leak check's list (test/leaks). */
+export const fetchToken: typeof tokenClient.fetchToken = async (options) => {
+  const result = await tokenClient.fetchToken(options);
+  recordToken(result.accessToken);
+  recordToken(result.idToken);
+  return result;
+};
 export const { totpCode } = (await import('../../../dist/demo/totp.js')) as typeof import('../../../src/demo/totp.js');
 export const { DEMO_TOTP_SECRET } = (await import('../../../dist/demo/accounts.js')) as typeof import('../../../src/demo/accounts.js');
 export const constants = (await import('../../../dist/demo/constants.js')) as typeof import('../../../src/demo/constants.js');
@@ -39,6 +48,7 @@ export interface GatewayAnswer {
 
 /** GET through the gateway, with a bearer token when given. */
 export async function callGateway(gatewayUrl: string, path: string, token?: string): Promise<GatewayAnswer> {
+  recordToken(token);
   const res = await request(`${gatewayUrl}${path}`, { headers: token === undefined ? {} : { authorization: `Bearer ${token}` } });
   const text = await res.body.text();
   let body: Record<string, unknown> = {};

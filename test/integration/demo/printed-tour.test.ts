@@ -9,6 +9,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_CLI, ROOT } from './helpers.js';
+import { outputSink, recordOutput, tokensFile } from '../leaks.js';
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -69,9 +70,16 @@ beforeAll(async () => {
     },
   });
   let err = '';
-  demo.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  // For the whole-run leak check (test/leaks): all the demo prints (tour, audit lines, log).
+  const outSink = outputSink('demo-start.stdout');
+  const errSink = outputSink('demo-start.stderr');
+  demo.stdout!.setEncoding('utf8').on('data', outSink);
+  demo.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    err += d;
+    errSink(d);
+  });
   await new Promise<void>((resolve, reject) => {
-    demo.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    demo.stdout!.on('data', (d: string) => {
       out += d;
       if (out.includes('Ctrl-C stops everything.')) resolve();
     });
@@ -100,10 +108,15 @@ describe('npm run demo', () => {
     const steps = parseTour(out);
     expect(steps.map((s) => s.n)).toEqual([1, 2, 3, 4, 5, 6]);
     // One bash session, as a reader pasting the commands would have: later steps reuse $MFA.
+    // The tokens the commands mint go into the whole-run leak check's list (test/leaks).
+    const tokens = tokensFile();
+    const keep = (assignment: string) => (tokens ? [`printf '%s\\n' "$${assignment.split('=')[0]}" >> "$LEAK_TOKENS"`] : []);
     const script = steps
-      .flatMap((s) => [...s.assignments, `echo "@@step ${s.n}"`, `${s.curl} -w '\\n@@status %{http_code}\\n'`])
+      .flatMap((s) => [...s.assignments.flatMap((a) => [a, ...keep(a)]), `echo "@@step ${s.n}"`, `${s.curl} -w '\\n@@status %{http_code}\\n'`])
       .join('\n');
-    const run = spawnSync('bash', ['-e', '-c', script], { cwd: ROOT, encoding: 'utf8', timeout: 90_000 });
+    const run = spawnSync('bash', ['-e', '-c', script], { cwd: ROOT, encoding: 'utf8', timeout: 90_000, env: { ...process.env, LEAK_TOKENS: tokens ?? '' } });
+    recordOutput('demo-tour-commands.stdout', run.stdout);
+    recordOutput('demo-tour-commands.stderr', run.stderr);
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
     const answers = run.stdout.split('@@step ').slice(1);

@@ -14,6 +14,7 @@ import {
   startDemoStack,
   tour,
 } from './helpers.js';
+import { recordOutput, recordToken } from '../leaks.js';
 
 // The demo without a browser: the IdP's real discovery, keys and tokens, the token
 // helper driving the login pages over HTTP, the printed tour checked step by step
@@ -215,6 +216,11 @@ function runCli(args: string[]): Promise<{ code: number | null; stdout: string; 
     const timer = setTimeout(() => proc.kill('SIGKILL'), 45_000);
     proc.on('exit', (code) => {
       clearTimeout(timer);
+      // For the whole-run leak check (test/leaks): printing the token is this command's
+      // job, so a printed token is recorded as a token; anything else is output.
+      if (/^[\w-]+\.[\w-]+\.[\w-]+\n$/.test(stdout)) recordToken(stdout.trim());
+      else recordOutput(`demo-cli-${args[0] ?? ''}.stdout`, stdout);
+      recordOutput(`demo-cli-${args[0] ?? ''}.stderr`, stderr);
       resolveRun({ code, stdout, stderr });
     });
   });

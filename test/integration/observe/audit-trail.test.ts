@@ -10,8 +10,8 @@
  * everything the process printed (operational log at level trace) are searched for
  * each token, its payload and signature segments, and the unique `jti` inside it.
  * This covers everything one gateway process wrote during the traffic of this file;
- * gateways started by other test files are other processes, which this test cannot
- * see (see the report on issue 5 for what a whole-run check needs).
+ * test/leaks/no-token-in-output.test.ts does the same for the whole run (every gateway,
+ * demo and CLI process, every token every file minted).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
@@ -23,6 +23,7 @@ import { Agent, request } from 'undici';
 import { exportSPKI, type JWTPayload } from 'jose';
 import { baseConfig, startGatewayProcess, startUpstream, tempDir, writeConfig, type GatewayProcess, type Upstream } from '../harness.js';
 import { b64, makeKey, sign, signRawRs256, startIdp, startTrap, type IdpServer, type MintOptions, type TestKey } from '../authn/idp.js';
+import { recordToken } from '../leaks.js';
 
 let rs: TestKey;
 let es: TestKey;
@@ -49,7 +50,7 @@ const releaseHeld = () => held.splice(0).forEach((f) => f());
 const now = () => Math.floor(Date.now() / 1000);
 const keep = (t: string): string => {
   ledger.push(t);
-  return t;
+  return recordToken(t); // and into the whole-run leak check's list (test/leaks)
 };
 
 function claims(extra: JWTPayload = {}, iss?: string): JWTPayload {

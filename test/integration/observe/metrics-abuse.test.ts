@@ -17,6 +17,7 @@ import { Agent, request } from 'undici';
 import type { JWTPayload } from 'jose';
 import { baseConfig, startGatewayProcess, startUpstream, tempDir, writeConfig, type GatewayProcess, type Upstream } from '../harness.js';
 import { makeKey, sign, startIdp, type IdpServer, type MintOptions, type TestKey } from '../authn/idp.js';
+import { recordToken } from '../leaks.js';
 
 const COOLDOWN_MS = 300;
 
@@ -94,7 +95,7 @@ interface Answer {
 async function call(path: string, o: { token?: string; client?: string; from?: Agent; xff?: string } = {}): Promise<Answer> {
   const id = `m-${randomUUID()}`;
   const headers: Record<string, string> = { 'x-request-id': id };
-  if (o.token !== undefined) headers['authorization'] = `Bearer ${o.token}`;
+  if (o.token !== undefined) headers['authorization'] = `Bearer ${recordToken(o.token)}`; // forged ones too (test/leaks)
   const xff = o.xff ?? o.client;
   if (xff !== undefined) headers['x-forwarded-for'] = xff;
   const res = await request(`${gw.url}${path}`, { headers, dispatcher: o.from ?? (o.client !== undefined ? proxy : undefined) });

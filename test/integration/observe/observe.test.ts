@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { baseConfig, startGatewayProcess, startUpstream, tempDir, writeConfig, type GatewayProcess, type Upstream } from '../harness.js';
 import { startIdp, type TestIdp } from '../auth/tokens.js';
+import { recordToken } from '../leaks.js';
 
 // Audit lines, metrics, rate limits and the token-spraying defence, observed from
 // outside: the audit file the gateway wrote, /metrics on its admin listener, and
@@ -22,6 +23,7 @@ async function mint(claims: Record<string, unknown>): Promise<string> {
 }
 
 async function call(path: string, token?: string, headers: Record<string, string> = {}) {
+  recordToken(token); // forged ones too, for the whole-run leak check (test/leaks)
   const res = await request(`${gw.url}${path}`, { headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers } });
   const text = await res.body.text();
   return { status: res.statusCode, headers: res.headers, text };
