@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { baseConfig, startGatewayProcess, startUpstream, writeConfig, type GatewayProcess, type Upstream } from '../harness.js';
@@ -35,6 +35,11 @@ beforeAll(async () => {
     }
     if (req.url === '/empty') {
       res.writeHead(204);
+      return void res.end();
+    }
+    if (req.url === '/unchanged') {
+      // RFC 9110 §15.4.5: a 304 carries the validators and never a body.
+      res.writeHead(304, { etag: '"v1"' });
       return void res.end();
     }
     res.setHeader('content-type', 'application/json');
@@ -123,5 +128,30 @@ describe('streaming', () => {
     expect(empty.statusCode).toBe(204);
     for await (const c of empty) bytes += (c as Buffer).length;
     expect(bytes).toBe(0);
+  });
+
+  it('answers 304 without a body, and the kept-alive connection serves the next request', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const get = (path: string, headers: Record<string, string> = {}) =>
+        new Promise<{ status: number; etag: string | undefined; body: string; port: number }>((resolve, reject) => {
+          const req = httpRequest(`${gw.url}${path}`, { agent, headers }, (res) => {
+            let body = '';
+            res.setEncoding('utf8').on('data', (d: string) => (body += d));
+            res.on('end', () => resolve({ status: res.statusCode!, etag: res.headers['etag'] as string | undefined, body, port: req.socket!.localPort! }));
+          });
+          req.on('error', reject);
+          req.end();
+        });
+      const first = await get('/unchanged', { 'if-none-match': '"v1"' });
+      expect(first).toMatchObject({ status: 304, etag: '"v1"', body: '' });
+      // A body-less answer that leaked bytes, or waited for a body, would garble or stall this one.
+      const next = await get('/after');
+      expect(next.status).toBe(200);
+      expect(JSON.parse(next.body)).toMatchObject({ bodyBytes: 0 });
+      expect(next.port).toBe(first.port);
+    } finally {
+      agent.destroy();
+    }
   });
 });
