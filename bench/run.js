@@ -486,7 +486,8 @@ Options (environment variable in brackets):
       --spray-connections N garbage-token connections beside spray's cached run [BENCH_SPRAY_CONNECTIONS] (${DEFAULTS.sprayConnections})
   -d, --duration S          seconds measured per scenario [BENCH_DURATION] (${DEFAULTS.duration})
   -w, --warmup S            seconds of discarded warm-up per scenario [BENCH_WARMUP] (${DEFAULTS.warmup})
-  -p, --pipelining N        requests in flight per connection [BENCH_PIPELINING] (${DEFAULTS.pipelining})
+  -p, --pipelining N        requests in flight per connection [BENCH_PIPELINING] (${DEFAULTS.pipelining});
+                            the gateway closes pipelined connections (uWS 20.30): above 1, only direct runs work
       --threads N           gateway verifier threads [BENCH_THREADS] (${DEFAULTS.threads})
       --cold-tokens N       never-seen tokens (= requests) per cold run [BENCH_COLD_TOKENS] (${DEFAULTS.coldTokens})
       --warm-tokens N       distinct tokens of warm-10k [BENCH_WARM_TOKENS] (${DEFAULTS.warmTokens})
