@@ -1,4 +1,4 @@
-import { createHash, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { LRUCache } from 'lru-cache';
 import type { Interaction, KoaContext, Provider as ProviderType, TokenModel } from 'oidc-provider';
@@ -16,7 +16,7 @@ import {
 import { appHomePage, consentPage, errorPage, loginPage, otpPage, PAGE_HEADERS, tokenPage } from './pages.js';
 import { createDemoStore } from './store.js';
 import { TotpVerifier } from './totp.js';
-import { jwtPayload } from './token-client.js';
+import { authorizationRequest, jwtPayload } from './token-client.js';
 import { listenOn } from './listen.js';
 
 export interface DemoIdpOptions {
@@ -326,20 +326,8 @@ export async function startDemoIdp(options: DemoIdpOptions = {}): Promise<DemoId
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, errorPage('Not allowed', 'The demo client only has pages to GET.'));
     if (url.pathname === '/app/' || url.pathname === '/app') return send(res, 200, appHomePage(`${issuer}/app/login`, gatewayUrl));
     if (url.pathname === '/app/login') {
-      const verifier = randomBytes(32).toString('base64url');
-      const state = randomBytes(16).toString('base64url');
+      const { url: auth, verifier, state } = authorizationRequest(`${issuer}/auth`, redirectUri);
       flows.set(state, { verifier, redirectUri });
-      const auth = new URL(`${issuer}/auth`);
-      auth.search = new URLSearchParams({
-        client_id: DEMO_CLIENT_ID,
-        response_type: 'code',
-        redirect_uri: redirectUri,
-        scope: `openid ${DEMO_API_SCOPE}`,
-        resource: DEMO_RESOURCE,
-        state,
-        code_challenge: createHash('sha256').update(verifier).digest('base64url'),
-        code_challenge_method: 'S256',
-      }).toString();
       // RFC 9470 §4: the client passes on what the resource server asked for.
       const acr = url.searchParams.get('acr_values');
       if (acr && /^[\x21-\x7e ]{1,200}$/.test(acr)) auth.searchParams.set('acr_values', acr);

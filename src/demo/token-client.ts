@@ -99,6 +99,29 @@ interface Page {
   readonly html: string;
 }
 
+/**
+ * The demo client's authorization request (RFC 6749 §4.1.1) for the demo API as a
+ * resource (RFC 8707): an S256 code challenge (RFC 7636) and a `state` against CSRF
+ * (RFC 6749 §10.12). The token helper and the IdP's own browser app both start here.
+ */
+export function authorizationRequest(endpoint: string, redirectUri: string, extra: Record<string, string> = {}): { url: URL; verifier: string; state: string } {
+  const verifier = randomBytes(32).toString('base64url');
+  const state = randomBytes(16).toString('base64url');
+  const url = new URL(endpoint);
+  url.search = new URLSearchParams({
+    client_id: DEMO_CLIENT_ID,
+    response_type: 'code',
+    redirect_uri: redirectUri,
+    scope: `openid ${DEMO_API_SCOPE}`,
+    resource: DEMO_RESOURCE,
+    state,
+    code_challenge: createHash('sha256').update(verifier).digest('base64url'),
+    code_challenge_method: 'S256',
+    ...extra,
+  }).toString();
+  return { url, verifier, state };
+}
+
 /** Logs in through the demo IdP's pages and returns the access token (RFC 9068 JWT). */
 export async function fetchToken(o: TokenOptions): Promise<TokenResult> {
   const jar = new CookieJar();
@@ -150,24 +173,12 @@ export async function fetchToken(o: TokenOptions): Promise<TokenResult> {
     throw new TokenFlowError('discovery_failed', `${o.issuer} is not the demo identity provider`);
   }
 
-  // RFC 7636: S256 code challenge; state against CSRF (RFC 6749 §10.12).
-  const verifier = randomBytes(32).toString('base64url');
-  const state = randomBytes(16).toString('base64url');
-  const auth = new URL(meta.authorization_endpoint);
-  auth.search = new URLSearchParams({
-    client_id: DEMO_CLIENT_ID,
-    response_type: 'code',
-    redirect_uri: DEMO_REDIRECT_URI,
-    scope: `openid ${DEMO_API_SCOPE}`,
-    resource: DEMO_RESOURCE,
-    state,
-    code_challenge: createHash('sha256').update(verifier).digest('base64url'),
-    code_challenge_method: 'S256',
+  const { url: auth, verifier, state } = authorizationRequest(meta.authorization_endpoint, DEMO_REDIRECT_URI, {
     // A fresh login every time: the helper has no session to reuse.
     prompt: 'login',
     ...(o.acrValues ? { acr_values: o.acrValues } : {}),
     ...(o.maxAge !== undefined ? { max_age: String(o.maxAge) } : {}),
-  }).toString();
+  });
 
   let step = await follow(await request(auth), auth);
   const page = (s: typeof step): Page => {
