@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { CompiledConfig, CompiledIssuer, CompiledRoute } from '../config/types.js';
-import type { Verifier, VerifyResult } from '../authn/types.js';
+import type { TokenFailure, Verifier, VerifyResult } from '../authn/types.js';
 import type { Principal } from '../authz/claims.js';
 import { FAILURE_DESCRIPTIONS } from '../authn/failures.js';
 import { bearerCandidate, isB64Token, MALFORMED_TOKEN } from '../authn/extract.js';
@@ -133,6 +133,8 @@ export class Pipeline {
   private readonly onSprayingBlock: (client: string) => void;
   private readonly proto: 'http' | 'https';
   private readonly realmChallenge: string;
+  /** RFC 6750 §3.1 `invalid_token` challenges, one per failure reason, built once: a replayed bad token costs no formatting. */
+  private readonly invalidTokenChallenges: ReadonlyMap<string, string>;
   private readonly onDone: ExchangeListener;
   /** Set on SIGTERM: new requests get 503 and a closed connection. */
   draining = false;
@@ -152,6 +154,12 @@ export class Pipeline {
     this.proto = opts.config.listen.tls ? 'https' : 'http';
     // RFC 6750 §3.1: a request with no credentials gets a challenge without an error code.
     this.realmChallenge = bearerChallenge({ realm: opts.config.server.realm });
+    this.invalidTokenChallenges = new Map(
+      Object.entries(FAILURE_DESCRIPTIONS).map(([reason, description]) => [
+        reason,
+        bearerChallenge({ realm: opts.config.server.realm, error: 'invalid_token', description }),
+      ]),
+    );
   }
 
   /** The uWS handler for every public request. */
@@ -215,7 +223,7 @@ export class Pipeline {
           challenge: bearerChallenge({ realm: this.config.server.realm, error: 'invalid_request', description: cred.description }),
         });
       case 'too_large':
-        return this.tokenFailed(ex, 'too_large', FAILURE_DESCRIPTIONS.too_large);
+        return this.tokenFailed(ex, 'too_large');
     }
     ex.token = cred.token;
     if (cached !== undefined) {
@@ -236,22 +244,19 @@ export class Pipeline {
     );
   };
 
-  private tokenFailed(ex: Exchange, reason: string, description: string): void {
+  private tokenFailed(ex: Exchange, reason: TokenFailure['reason']): void {
     ex.reason = reason;
     if (this.rateLimits.invalidToken(ex.client)) {
       this.metrics.sprayingBlocked();
       this.onSprayingBlock(ex.client);
     }
-    ex.answer('invalid_token', {
-      description,
-      challenge: bearerChallenge({ realm: this.config.server.realm, error: 'invalid_token', description }),
-    });
+    ex.answer('invalid_token', { description: FAILURE_DESCRIPTIONS[reason], challenge: this.invalidTokenChallenges.get(reason) });
   }
 
   private authorize(ex: Exchange, snap: RequestSnapshot, route: CompiledRoute, path: string, result: VerifyResult): void {
     if (ex.done) return;
     if (!result.ok) {
-      if (result.code === 'invalid_token') return this.tokenFailed(ex, result.reason, result.description);
+      if (result.code === 'invalid_token') return this.tokenFailed(ex, result.reason);
       return ex.answer(result.code, { retryAfter: 1, description: result.description });
     }
     const principal = result.principal;
