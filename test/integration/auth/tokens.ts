@@ -1,11 +1,10 @@
 /**
- * A real identity provider stand-in for gateway tests: a JWKS + OIDC discovery
- * endpoint on port 0 with jose-generated keys, and a token minter.
+ * A real identity provider stand-in for gateway tests: the key-set and discovery
+ * server of the verifier's tests (../authn/idp.ts) with an RS256 and an ES256 key,
+ * and a minter of ordinary access tokens with defaults a gateway test wants.
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK, type JWTPayload } from 'jose';
-import { recordToken } from '../leaks.js';
+import type { JWTPayload } from 'jose';
+import { makeKey, sign, startIdp as startKeyServer } from '../authn/idp.js';
 
 export interface TestIdp {
   readonly issuer: string;
@@ -16,53 +15,25 @@ export interface TestIdp {
   close(): Promise<void>;
 }
 
-interface Key {
-  kid: string;
-  alg: string;
-  privateKey: CryptoKey;
-  jwk: JWK;
-}
-
 export async function startIdp(path = '/realms/test'): Promise<TestIdp> {
-  const keys: Key[] = [];
-  for (const alg of ['RS256', 'ES256']) {
-    const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
-    const kid = `${alg.toLowerCase()}-1`;
-    keys.push({ kid, alg, privateKey, jwk: { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' } });
-  }
-  const hits = new Map<string, number>();
-  let issuer = '';
-  const server: Server = createServer((req, res) => {
-    hits.set(req.url!, (hits.get(req.url!) ?? 0) + 1);
-    res.setHeader('content-type', 'application/json');
-    if (req.url === `${path}/.well-known/openid-configuration`) {
-      res.end(JSON.stringify({ issuer, jwks_uri: `${issuer}/certs`, authorization_endpoint: `${issuer}/auth`, token_endpoint: `${issuer}/token` }));
-    } else if (req.url === `${path}/certs`) {
-      res.end(JSON.stringify({ keys: keys.map((k) => k.jwk) }));
-    } else {
-      res.statusCode = 404;
-      res.end('{}');
-    }
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}${path}`;
+  const keys = await Promise.all([makeKey('RS256', 'rs256-1'), makeKey('ES256', 'es256-1')]);
+  const server = await startKeyServer(
+    keys.map((k) => k.jwk),
+    path,
+  );
   return {
-    issuer,
-    jwksUri: `${issuer}/certs`,
-    hits,
-    async mint(claims, options = {}) {
+    issuer: server.issuer,
+    jwksUri: server.jwksUri,
+    hits: server.hits,
+    mint(claims, options = {}) {
       const key = keys.find((k) => k.kid === (options.kid ?? 'rs256-1')) ?? keys[0]!;
       const now = Math.floor(Date.now() / 1000);
-      return recordToken(
-        await new SignJWT({ iss: issuer, aud: 'orders-api', sub: 'alice', iat: now, exp: now + (options.expiresIn ?? 600), ...claims })
-          .setProtectedHeader({ alg: options.alg ?? key.alg, kid: key.kid, typ: options.typ ?? 'at+jwt' })
-          .sign(key.privateKey),
+      return sign(
+        key,
+        { iss: server.issuer, aud: 'orders-api', sub: 'alice', iat: now, exp: now + (options.expiresIn ?? 600), ...claims },
+        { header: { alg: options.alg ?? key.alg, typ: options.typ ?? 'at+jwt' } },
       );
     },
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
+    close: () => server.close(),
   };
 }
