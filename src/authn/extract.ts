@@ -97,20 +97,3 @@ export function isB64Token(token: string): boolean {
 function isOws(c: number): boolean {
   return c === SP || c === HTAB;
 }
-
-/**
- * How many of a token's last characters index the token caches (verifier, audit
- * fingerprints). Looking a ~1.5 KB token up by itself makes V8 hash every character
- * of a fresh string on each request (about 2.5 µs, the largest cost of a cache hit);
- * the last 43 characters of a JWS are 256 bits of its signature, unique among real
- * tokens. The index only finds the slot: a hit also needs the slot's token to equal
- * the presented one, byte for byte, so the caches stay keyed by the whole token
- * (issue 3), and two tokens that share a tail (only a crafted one can) merely miss or
- * replace each other's slot.
- */
-const INDEX_CHARS = 43;
-
-/** The cache index of a token: its last {@link INDEX_CHARS} characters. */
-export function tokenIndex(token: string): string {
-  return token.length > INDEX_CHARS ? token.slice(token.length - INDEX_CHARS) : token;
-}

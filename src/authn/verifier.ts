@@ -17,7 +17,6 @@ import type { CompiledConfig, CompiledIssuer } from '../config/types.js';
 import { principalFrom } from '../authz/claims.js';
 import { GatewayError } from '../errors.js';
 import { tokenFailure } from './failures.js';
-import { tokenIndex } from './extract.js';
 import { KEY_MISMATCH, KeyStore, NO_KEYS, UNKNOWN_KID, type StoredKey } from './jwks.js';
 import type { TokenFailure, TokenFailureReason, TokenSuccess, Verifier, VerifierStats, VerifyResult } from './types.js';
 import verifyTask, { type VerifyTask, type VerifyTaskResult } from './worker/verify.js';
@@ -90,6 +89,23 @@ const NEGATIVE_REASONS: ReadonlySet<string> = new Set<TokenFailureReason>([
  * use so lru-cache's diagnostics (when subscribed) start from a clean slate.
  */
 const HOT_GET: { status?: undefined } = {};
+
+/**
+ * How many of a token's last characters index the verifier's positive and
+ * negative caches. Looking a ~1.5 KB token up by itself makes V8 hash every character
+ * of a fresh string on each request (about 2.5 µs, the largest cost of a cache hit);
+ * the last 43 characters of a JWS are 256 bits of its signature, unique among real
+ * tokens. The index only finds the slot: a hit also needs the slot's token to equal
+ * the presented one, byte for byte, so the caches stay keyed by the whole token
+ * (issue 3), and two tokens that share a tail (only a crafted one can) merely miss or
+ * replace each other's slot.
+ */
+const INDEX_CHARS = 43;
+
+/** The cache index of a token: its last {@link INDEX_CHARS} characters. */
+export function tokenIndex(token: string): string {
+  return token.length > INDEX_CHARS ? token.slice(token.length - INDEX_CHARS) : token;
+}
 
 /** A cache slot: the whole token it belongs to, and what was learned about it. */
 interface Slot<T> {

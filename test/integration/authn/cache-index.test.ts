@@ -1,12 +1,11 @@
 /**
- * The token caches are indexed by a token's tail (src/authn/extract.ts tokenIndex) but
+ * The token caches are indexed by a token's tail (src/authn/verifier.ts tokenIndex) but
  * keyed by the whole token: a token that shares another's tail must never be answered
  * with the other token's verdict, in either cache.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createVerifier } from '../../../src/authn/verifier.js';
-import { tokenIndex } from '../../../src/authn/extract.js';
+import { createVerifier, tokenIndex } from '../../../src/authn/verifier.js';
 import { tokenHash } from '../../../src/observe/audit.js';
 import type { Verifier } from '../../../src/authn/types.js';
 import { configWith, makeKey, sign, startIdp, testClock, type IdpServer, type TestKey } from './idp.js';
