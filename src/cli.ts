@@ -58,6 +58,7 @@ async function main(argv: string[]): Promise<void> {
     }
     throw err;
   }
+  for (const w of config.warnings) process.stderr.write(`${values.config}: warning: ${formatProblem(w)}\n`);
   if (command === 'check') {
     process.stdout.write(`${values.config}: ok (${config.routes.length} routes, ${config.upstreams.size} upstreams, ${config.issuers.length} issuers)\n`);
     return;

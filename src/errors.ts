@@ -26,6 +26,8 @@ export const ERRORS = {
   // RFC 6585 §5. uWS offers no header-size limit of its own to configure, so the gateway counts.
   headers_too_large: { status: 431, error: 'request_header_fields_too_large', message: 'The request header block is larger than 16 KiB.' },
   payload_too_large: { status: 413, error: 'payload_too_large', message: 'The request body is too large.' },
+  // RFC 9110 §15.5.9: the client stopped sending its body.
+  request_timeout: { status: 408, error: 'request_timeout', message: 'The request body was not received in time.' },
   rate_limited: { status: 429, error: 'rate_limited', message: 'Too many requests.' },
   upstream_unavailable: { status: 502, error: 'bad_gateway', message: 'The upstream refused or reset the connection.' },
   upstream_error: { status: 502, error: 'bad_gateway', message: 'The upstream answered with an invalid response.' },
@@ -46,6 +48,7 @@ export const STATUS_LINE: Readonly<Record<number, string>> = Object.freeze({
   403: '403 Forbidden',
   404: '404 Not Found',
   405: '405 Method Not Allowed',
+  408: '408 Request Timeout',
   413: '413 Payload Too Large',
   429: '429 Too Many Requests',
   431: '431 Request Header Fields Too Large',

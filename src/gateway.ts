@@ -104,7 +104,15 @@ export async function startGateway(config: CompiledConfig, options: GatewayOptio
     pools,
     rateLimits,
     metrics,
-    onDone,
+    hooks: {
+      done: onDone,
+      internalError: (ex, err) => {
+        metrics.internalError();
+        // The message and stack only: never request data, which could hold a token.
+        const e = err instanceof Error ? err : new Error(String(err));
+        logger.error({ request_id: ex?.requestId ?? null, route: ex?.route ?? null, err: e.message, stack: e.stack }, 'internal error while handling a request');
+      },
+    },
     onSprayingBlock: (client) => logger.warn({ client }, 'token spraying: address blocked'),
   });
 
@@ -117,9 +125,19 @@ export async function startGateway(config: CompiledConfig, options: GatewayOptio
     pipeline.handle(res, req);
   });
 
+  // Defence in depth behind the per-request boundary: a promise chain that escaped it is
+  // logged and counted, and the process keeps serving (Node's default would exit).
+  const onUnhandled = (reason: unknown): void => {
+    metrics.internalError();
+    const e = reason instanceof Error ? reason : new Error(String(reason));
+    logger.error({ err: e.message, stack: e.stack }, 'internal error: unhandled promise rejection');
+  };
+  process.on('unhandledRejection', onUnhandled);
+
   let publicSocket: us_listen_socket | null = null;
   let adminSocket: us_listen_socket | null = null;
   const cleanup = async () => {
+    process.off('unhandledRejection', onUnhandled);
     if (publicSocket) uws.us_listen_socket_close(publicSocket);
     if (adminSocket) uws.us_listen_socket_close(adminSocket);
     publicSocket = adminSocket = null;

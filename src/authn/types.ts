@@ -47,6 +47,8 @@ export interface Verifier {
   lookup(token: string): VerifyResult | undefined;
   /** Full verification (worker pool, or main thread when threads = 0); fills the cache. */
   verify(token: string): Promise<VerifyResult>;
+  /** True while a verification of this very token runs: a verify() now joins it and costs no signature work. */
+  inflight(token: string): boolean;
   /** Fetches every issuer's keys once; resolves even when a fetch fails (readiness reports it). */
   start(): Promise<void>;
   /** Readiness: false while some issuer has never had a usable key set. */

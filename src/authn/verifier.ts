@@ -130,7 +130,7 @@ class TokenVerifier implements Verifier {
   private readonly byIss = new Map<string, IssuerRuntime>();
   private readonly positive: LRUCache<string, Slot<CachedSuccess>>;
   private readonly negative: LRUCache<string, Slot<TokenFailure>>;
-  private readonly inflight = new Map<string, Promise<VerifyResult>>();
+  private readonly pending = new Map<string, Promise<VerifyResult>>();
   private readonly pool: Piscina<VerifyTask, VerifyTaskResult> | null;
   private readonly abort = new AbortController();
   private readonly cfg: CompiledConfig['verifier'];
@@ -219,12 +219,16 @@ class TokenVerifier implements Verifier {
     const cached = this.lookup(token);
     if (cached !== undefined) return Promise.resolve(cached);
     // Concurrent misses for one token share one verification (single flight).
-    let pending = this.inflight.get(token);
+    let pending = this.pending.get(token);
     if (pending === undefined) {
-      pending = this.verifyMiss(token).finally(() => this.inflight.delete(token));
-      this.inflight.set(token, pending);
+      pending = this.verifyMiss(token).finally(() => this.pending.delete(token));
+      this.pending.set(token, pending);
     }
     return pending;
+  }
+
+  inflight(token: string): boolean {
+    return this.pending.has(token);
   }
 
   async start(): Promise<void> {
@@ -266,7 +270,7 @@ class TokenVerifier implements Verifier {
       verifications: this.verifications,
       keyFetches,
       keyFetchFailures,
-      pending: this.inflight.size,
+      pending: this.pending.size,
     };
   }
 

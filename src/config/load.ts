@@ -9,6 +9,7 @@ import type { CompiledConfig, CompiledIssuer, CompiledRoute, CompiledUpstream, K
 import { PROFILES } from '../authz/profiles.js';
 import { parseClaimPath } from '../authz/claims.js';
 import { compileObserve, observeCrossChecks } from './observe-schema.js';
+import { KEEPABLE } from '../proxy/headers.js';
 
 /** One problem with a config file, as `path.to.key: what is wrong` (DESIGN.md, `check`). */
 export interface ConfigProblem {
@@ -95,7 +96,32 @@ export function compileConfig(data: unknown, baseDir: string): CompiledConfig {
   // `check` run shows everything that is wrong (DESIGN.md, `check`).
   const problems = [...(parsed.success ? [] : zodProblems(parsed.error, data)), ...crossChecks(data, baseDir)];
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
-  return compileParsed(parsed.data, baseDir);
+  return compileParsed(parsed.data, baseDir, warningsFor(data));
+}
+
+/**
+ * uWebSockets.js 20.30 buffers at most 4 KiB of a request head that arrives in more than
+ * one read, and drops the connection beyond that without an answer. On a real network
+ * (1,500-byte MTU) any head larger than one segment arrives in pieces, so a token much
+ * over 3.5 KiB cannot arrive whole, whatever maxTokenBytes allows.
+ */
+export const FRAGMENTED_HEAD_LIMIT = 4096;
+/** Room the rest of a typical head needs (request line, Host, User-Agent, Accept, "Authorization: Bearer "). */
+const HEAD_OVERHEAD = 512;
+
+function warningsFor(data: unknown): ConfigProblem[] {
+  const out: ConfigProblem[] = [];
+  const set = obj(obj(data)['verifier'])['maxTokenBytes'];
+  if (typeof set === 'number' && set > FRAGMENTED_HEAD_LIMIT - HEAD_OVERHEAD) {
+    out.push({
+      path: 'verifier.maxTokenBytes',
+      message:
+        `${set} is more than the front end can take when a request head arrives in several TCP segments ` +
+        `(uWebSockets.js buffers ${FRAGMENTED_HEAD_LIMIT} bytes of a fragmented head): over a real network, tokens longer ` +
+        `than about ${FRAGMENTED_HEAD_LIMIT - HEAD_OVERHEAD} bytes are dropped without an answer (README, known limitations)`,
+    });
+  }
+  return out;
 }
 
 type Loose = Record<string, unknown>;
@@ -203,11 +229,20 @@ function crossChecks(data: unknown, baseDir: string): ConfigProblem[] {
       problems.push({ path: `${at}.auth`, message: 'roles / scopes / groups / issuers need auth: token or mfa' });
     }
   });
+  const headers = obj(root['headers']);
+  arr(headers['keep']).forEach((n, i) => {
+    if (typeof n === 'string' && !KEEPABLE.has(n.toLowerCase())) {
+      problems.push({
+        path: `headers.keep[${i}]`,
+        message: `${n} cannot be kept; only these can: ${[...KEEPABLE].join(', ')} (hop-by-hop, identity and gateway-set headers never pass)`,
+      });
+    }
+  });
   problems.push(...observeCrossChecks(data));
   return problems;
 }
 
-function compileParsed(raw: RawConfig, baseDir: string): CompiledConfig {
+function compileParsed(raw: RawConfig, baseDir: string, warnings: readonly ConfigProblem[]): CompiledConfig {
   const ms = (s: string) => parseDuration(s)!;
   const file = (p: string) => resolve(baseDir, p);
   const issuers = raw.issuers.map((iss) => compileIssuer(iss, file, ms));
@@ -244,6 +279,8 @@ function compileParsed(raw: RawConfig, baseDir: string): CompiledConfig {
       drainTimeoutMs: ms(raw.server.drainTimeout),
       maxBodyBytes: raw.server.maxBodyBytes,
       trustedProxies: raw.server.trustedProxies,
+      requestBuffering: raw.server.requestBuffering,
+      requestBodyIdleMs: ms(raw.server.timeouts.requestBodyIdle),
     },
     verifier: {
       threads: raw.verifier.threads,
@@ -263,8 +300,14 @@ function compileParsed(raw: RawConfig, baseDir: string): CompiledConfig {
     identityHeaders: Object.fromEntries(
       Object.entries(raw.identityHeaders).map(([k, v]) => [k, v.toLowerCase()]),
     ) as unknown as CompiledConfig['identityHeaders'],
+    headers: {
+      remove: raw.headers.remove.map((n) => n.toLowerCase()),
+      keep: raw.headers.keep.map((n) => n.toLowerCase()),
+      forwarded: raw.server.forwardedHeader,
+    },
     ...compileObserve(raw, baseDir),
     baseDir,
+    warnings,
   });
 }
 

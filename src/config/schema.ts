@@ -57,6 +57,30 @@ export const serverSchema = z.strictObject({
    * Exact IPv4/IPv6 addresses or CIDR blocks.
    */
   trustedProxies: z.array(nonEmptyString).default([]),
+  /** Also send an RFC 7239 `Forwarded` header upstream (X-Forwarded-* are always sent). */
+  forwardedHeader: z.boolean().default(false),
+  /**
+   * Request bodies up to this many bytes are read whole before an upstream connection is
+   * claimed, so a client trickling its body cannot hold one (nginx's proxy_request_buffering);
+   * larger bodies stream. 0 = always stream.
+   */
+  requestBuffering: z.number().int().min(0).max(16 * 1_048_576).default(65_536),
+  timeouts: z
+    .strictObject({
+      /** A request body that sends nothing for this long is answered 408 and its upstream request aborted. */
+      requestBodyIdle: duration.default('10s'),
+    })
+    .prefault({}),
+});
+
+/** Request header names (RFC 9110 §5.1 token), compared in lower case. */
+const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be a header name (RFC 9110 §5.1 token characters)');
+
+export const headersSchema = z.strictObject({
+  /** More request header names that never reach an upstream, on every route. */
+  remove: z.array(headerName).default([]),
+  /** Names from the gateway's list of override and client-claim headers to forward after all. */
+  keep: z.array(headerName).default([]),
 });
 
 export const verifierSchema = z.strictObject({
@@ -180,6 +204,7 @@ export const configSchema = z.strictObject({
   mfa: mfaSchema.prefault({}),
   routes: z.array(routeSchema).min(1, 'must list at least one route'),
   identityHeaders: identityHeadersSchema.prefault({}),
+  headers: headersSchema.prefault({}),
   audit: auditSchema.prefault({}),
   rateLimit: rateLimitSchema.prefault({}),
 });

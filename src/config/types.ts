@@ -1,4 +1,5 @@
 import type { CompiledAudit, CompiledRateLimit } from './observe-schema.js';
+import type { HeaderRules } from '../proxy/headers.js';
 
 /**
  * The compiled, frozen runtime table the hot path reads (STYLE.md "Validate once,
@@ -100,7 +101,14 @@ export interface IdentityHeaderNames {
 export interface CompiledConfig {
   readonly listen: { readonly host: string; readonly port: number; readonly tls: { readonly cert: string; readonly key: string; readonly passphrase?: string } | null };
   readonly admin: { readonly host: string; readonly port: number };
-  readonly server: { readonly realm: string; readonly drainTimeoutMs: number; readonly maxBodyBytes: number; readonly trustedProxies: readonly string[] };
+  readonly server: {
+    readonly realm: string;
+    readonly drainTimeoutMs: number;
+    readonly maxBodyBytes: number;
+    readonly trustedProxies: readonly string[];
+    readonly requestBuffering: number;
+    readonly requestBodyIdleMs: number;
+  };
   readonly verifier: {
     readonly threads: number;
     readonly maxQueue: number;
@@ -118,8 +126,12 @@ export interface CompiledConfig {
   /** Routes sorted by prefix length, longest first. */
   readonly routes: readonly CompiledRoute[];
   readonly identityHeaders: IdentityHeaderNames;
+  /** Request headers removed or kept beyond the defaults (src/proxy/headers.ts GATEWAY_OWNED). */
+  readonly headers: HeaderRules;
   readonly audit: CompiledAudit;
   readonly rateLimit: CompiledRateLimit;
   /** Directory of the config file; relative file paths in it were resolved against it. */
   readonly baseDir: string;
+  /** Settings that are valid but will not do what they seem to (`check` prints them; `start` logs them). */
+  readonly warnings: readonly { readonly path: string; readonly message: string }[];
 }

@@ -38,6 +38,7 @@ export const AUDIT_REASONS = [
   'bad_request',
   'headers_too_large',
   'payload_too_large',
+  'request_timeout',
   'not_found',
   'method_not_allowed',
   // credentials (RFC 6750 §3.1)

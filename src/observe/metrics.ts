@@ -60,6 +60,8 @@ export interface Metrics {
   /** An address became blocked for token spraying (once per block). */
   sprayingBlocked(): void;
   jwksFetch(issuer: string, ok: boolean): void;
+  /** An exception escaped the handling of one request (answered 500, or its connection closed). */
+  internalError(): void;
   setCollectors(c: Collectors): void;
   /** The exposition text for /metrics. */
   text(): Promise<{ contentType: string; body: string }>;
@@ -168,7 +170,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   const limited = new CellFamily<CounterCell>(`${PREFIX}rate_limited_total`, 'Requests answered 429, by limit: address, subject, or spraying (a blocked address).', 'counter');
   const sprayBlocks = new CellFamily<CounterCell>(`${PREFIX}spraying_blocks_total`, 'Addresses blocked for sending too many invalid tokens.', 'counter');
   const jwks = new CellFamily<CounterCell>(`${PREFIX}jwks_fetches_total`, 'Key-set fetches per issuer, by result (ok or error).', 'counter');
-  for (const f of [requests, requestTime, verifyTime, upstreamTime, cacheLookups, limited, sprayBlocks, jwks]) register(f);
+  const internal = new CellFamily<CounterCell>(`${PREFIX}internal_errors_total`, 'Exceptions while handling a request (that request answered 500 or closed; the process kept serving).', 'counter');
+  for (const f of [requests, requestTime, verifyTime, upstreamTime, cacheLookups, limited, sprayBlocks, jwks, internal]) register(f);
 
   const routeNames = new NameLabels();
   const upstreamNames = new NameLabels();
@@ -197,6 +200,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     spraying: limited.add(new CounterCell({ kind: 'spraying' })),
   };
   const sprayCell = sprayBlocks.add(new CounterCell({}));
+  const internalCell = internal.add(new CounterCell({}));
   const jwksCells = new Map<string, { ok: CounterCell; error: CounterCell }>();
 
   const routeLabel = (route: string | null): string => (route === null ? NO_ROUTE : routeNames.bound(route));
@@ -315,6 +319,9 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
         }
       }
       (ok ? cells.ok : cells.error).value++;
+    },
+    internalError() {
+      internalCell.value++;
     },
     setCollectors(c) {
       collectors = c;

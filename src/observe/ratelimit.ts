@@ -111,11 +111,19 @@ interface SprayState {
   count: number;
   windowEnd: number;
   blockedUntil: number;
+  /** Verifications admitted for this address and not settled yet. */
+  pending: number;
 }
 
 /**
  * Token-spraying defence: counts invalid tokens per address; more than
  * `invalidTokens` within `windowMs` blocks the address for `blockMs`.
+ *
+ * The guard exists to stop verification work, so it judges only tokens that would cost
+ * some: the pipeline lets a token the cache holds as valid pass a blocked address (one
+ * attacker behind a shared NAT must not lock out everyone there), and counts a
+ * verification before it starts (`admit`), so a burst sent concurrently is refused
+ * once `invalidTokens` of it are unsettled, before any of the rest reaches a worker.
  */
 export class SprayGuard {
   private readonly states: LRUCache<string, SprayState>;
@@ -139,26 +147,53 @@ export class SprayGuard {
     return left > 0 ? retryAfter(left) : 0;
   }
 
+  /**
+   * Before a verification from `key` starts: 0 when it may run (it is then pending until
+   * `settle`), else Retry-After seconds (blocked, or as many verifications unsettled as
+   * invalid tokens are still allowed in this window).
+   */
+  admit(key: string): number {
+    const s = this.state(key, this.now());
+    if (s.blockedUntil > 0) return retryAfter(s.blockedUntil - this.now());
+    if (s.count + s.pending >= this.invalidTokens + 1) return 1;
+    s.pending++;
+    return 0;
+  }
+
+  /** After an admitted verification: `invalid` counts it; true only when this one starts a block (log it once). */
+  settle(key: string, invalid: boolean): boolean {
+    const s = this.states.get(key);
+    if (s !== undefined && s.pending > 0) s.pending--;
+    return invalid ? this.invalidToken(key) : false;
+  }
+
   /** Counts one invalid token; true only when this one starts a block (log it once). */
   invalidToken(key: string): boolean {
     const now = this.now();
-    let s = this.states.get(key);
-    if (s === undefined) {
-      s = { count: 0, windowEnd: now + this.windowMs, blockedUntil: 0 };
-      this.states.set(key, s);
-    } else if (s.blockedUntil > now) {
-      // Verifications that were already running when the block began: reported already.
-      return false;
-    } else if (now >= s.windowEnd) {
-      s.count = 0;
-      s.windowEnd = now + this.windowMs;
-      s.blockedUntil = 0;
-    }
+    const s = this.state(key, now);
+    if (s.blockedUntil > 0) return false; // verifications already running when the block began: reported already
     if (++s.count <= this.invalidTokens) return false;
     s.count = 0;
     s.blockedUntil = now + this.blockMs;
     s.windowEnd = s.blockedUntil; // counting starts afresh once the block is over
     return true;
+  }
+
+  /** The state of `key`, its window and block brought up to `now`. */
+  private state(key: string, now: number): SprayState {
+    let s = this.states.get(key);
+    if (s === undefined) {
+      s = { count: 0, windowEnd: now + this.windowMs, blockedUntil: 0, pending: 0 };
+      this.states.set(key, s);
+    } else if (s.blockedUntil > 0 && s.blockedUntil <= now) {
+      s.blockedUntil = 0;
+      s.count = 0;
+      s.windowEnd = now + this.windowMs;
+    } else if (s.blockedUntil === 0 && now >= s.windowEnd) {
+      s.count = 0;
+      s.windowEnd = now + this.windowMs;
+    }
+    return s;
   }
 
   get size(): number {
@@ -242,6 +277,13 @@ export interface RateLimits {
   blocked(addr: string): number;
   /** Call after each 401 invalid_token from `addr`; true the first time the address becomes blocked. */
   invalidToken(addr: string): boolean;
+  /**
+   * Before verifying a token from `addr` (a cache miss): 0 when it may go to the verifier,
+   * else Retry-After seconds. An admitted verification must be settled.
+   */
+  admitVerification(addr: string): number;
+  /** After an admitted verification: `invalid` counts it as an invalid token; true when that starts a block. */
+  settleVerification(addr: string, invalid: boolean): boolean;
   /** Keys held in memory per limiter name (`address`, `subject`, `address:<route>`, `spraying`, …). */
   sizes(): Record<string, number>;
 }
@@ -324,6 +366,8 @@ export function createRateLimits(cfg: CompiledRateLimit, options: RateLimitOptio
       : unlimited,
     blocked: spray ? (addr) => spray.blocked(keyOf(addr)) : unlimited,
     invalidToken: spray ? (addr) => spray.invalidToken(keyOf(addr)) : () => false,
+    admitVerification: spray ? (addr) => spray.admit(keyOf(addr)) : unlimited,
+    settleVerification: spray ? (addr, invalid) => spray.settle(keyOf(addr), invalid) : () => false,
     sizes() {
       const out: Record<string, number> = {};
       for (const [name, l] of limiters) out[name] = l.size;

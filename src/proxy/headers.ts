@@ -18,8 +18,59 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'upgrade',
 ]);
 
-/** Request headers the gateway sets itself; client-sent copies never pass. */
-const GATEWAY_SET = ['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-request-id', 'expect'];
+/**
+ * Request headers the gateway owns. A client-sent copy never reaches the upstream on any
+ * route, because each one changes what the request means there (README, "Paths and
+ * headers"): the gateway checked one method, one path and one client, and the upstream
+ * must see exactly those.
+ *
+ * - `gatewaySet`: headers the gateway writes itself (RFC 9110 §7.2 Host for the
+ *   upstream; X-Forwarded-* and, with `server.forwardedHeader`, Forwarded per RFC 7239).
+ * - `methodOverride`: frameworks (Express method-override, Rails, Symfony, Spring's
+ *   HiddenHttpMethodFilter) let these turn a POST the route allowed into a DELETE it did not.
+ * - `pathOverride`: IIS URL Rewrite, Symfony and some PHP stacks route by these instead of
+ *   the request line, past every path rule the gateway applied.
+ * - `clientClaims`: claims about the client address or the scheme that upstream
+ *   frameworks trust for logging, rate limits, redirects and "is this HTTPS" checks.
+ *
+ * `headers.keep` lets a named one of `methodOverride` / `pathOverride` / `clientClaims`
+ * through for an operator who needs it; `headers.remove` adds names. `gatewaySet`, the
+ * hop-by-hop headers and the identity headers can never be kept.
+ */
+export const GATEWAY_OWNED = Object.freeze({
+  gatewaySet: Object.freeze(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'expect']),
+  methodOverride: Object.freeze(['x-http-method-override', 'x-http-method', 'x-method-override']),
+  pathOverride: Object.freeze(['x-original-url', 'x-rewrite-url', 'x-override-url', 'x-original-uri']),
+  clientClaims: Object.freeze([
+    'forwarded',
+    'x-real-ip',
+    'true-client-ip',
+    'cf-connecting-ip',
+    'x-client-ip',
+    'x-cluster-client-ip',
+    'x-forwarded-port',
+    'x-forwarded-prefix',
+    'x-forwarded-ssl',
+    'x-forwarded-scheme',
+    'front-end-https',
+    'x-url-scheme',
+  ]),
+});
+
+/** Names `headers.keep` may let through (README "Paths and headers"). */
+export const KEEPABLE: ReadonlySet<string> = new Set([...GATEWAY_OWNED.methodOverride, ...GATEWAY_OWNED.pathOverride, ...GATEWAY_OWNED.clientClaims]);
+
+/** The `headers` config section, compiled: names lower-cased. */
+export interface HeaderRules {
+  /** Extra request header names never forwarded. */
+  readonly remove: readonly string[];
+  /** Names of {@link KEEPABLE} that are forwarded after all. */
+  readonly keep: readonly string[];
+  /** Also send `Forwarded` (RFC 7239) upstream. */
+  readonly forwarded: boolean;
+}
+
+const NO_RULES: HeaderRules = Object.freeze({ remove: [], keep: [], forwarded: false });
 
 /** What rewriteRequestHeaders needs from the request and the route. */
 export interface ForwardInfo {
@@ -29,6 +80,11 @@ export interface ForwardInfo {
   readonly proto: 'http' | 'https';
   readonly requestId: string;
   readonly forwardAuthorization: boolean;
+  /**
+   * The client's own `Forwarded` field lines joined with `, `: kept and appended to only
+   * when the peer is a trusted proxy (RFC 7239 §4), like X-Forwarded-For.
+   */
+  readonly forwarded?: string | undefined;
 }
 
 /**
@@ -40,10 +96,16 @@ export class HeaderRewriter {
   private readonly strip: ReadonlySet<string>;
   private readonly names: IdentityHeaderNames;
   private readonly identityValues = new WeakMap<Principal, readonly string[]>();
+  private readonly forwarded: boolean;
 
-  constructor(names: IdentityHeaderNames) {
+  constructor(names: IdentityHeaderNames, rules: HeaderRules = NO_RULES) {
     this.names = names;
-    this.strip = new Set([...HOP_BY_HOP, ...GATEWAY_SET, ...Object.values(names)]);
+    const keep = new Set(rules.keep);
+    const owned = [...GATEWAY_OWNED.methodOverride, ...GATEWAY_OWNED.pathOverride, ...GATEWAY_OWNED.clientClaims].filter((n) => !keep.has(n));
+    // `forwarded` is the gateway's own header when it writes one: a kept client copy would be a second list.
+    if (rules.forwarded && !owned.includes('forwarded')) owned.push('forwarded');
+    this.strip = new Set([...HOP_BY_HOP, ...GATEWAY_OWNED.gatewaySet, ...owned, ...rules.remove, ...Object.values(names)]);
+    this.forwarded = rules.forwarded;
   }
 
   /** True when a client-sent request header of this (lower-case) name must not reach the upstream. */
@@ -77,6 +139,10 @@ export class HeaderRewriter {
       info.requestId,
     );
     if (host) out.push('x-forwarded-host', host);
+    if (this.forwarded) {
+      const element = forwardedElement(info.clientAddress, info.proto, host);
+      out.push('forwarded', info.trustedPeer && info.forwarded ? `${info.forwarded}, ${element}` : element);
+    }
     if (principal !== null) {
       const values = this.identityFor(principal);
       for (let i = 0; i < values.length; i++) out.push(values[i]!);
@@ -106,6 +172,20 @@ export class HeaderRewriter {
     }
     return v;
   }
+}
+
+/**
+ * One RFC 7239 §4 forwarded-element for this hop: `for` (the client, an IPv6 address
+ * quoted and in brackets per §6), `proto`, and `host` (the client's Host, always a
+ * quoted-string since it may carry a port).
+ *
+ * @example forwardedElement('2001:db8::1', 'https', 'api.example.com') === 'for="[2001:db8::1]";proto=https;host="api.example.com"'
+ */
+export function forwardedElement(client: string, proto: 'http' | 'https', host: string | undefined): string {
+  const node = client.includes(':') ? `"[${client}]"` : client;
+  let element = `for=${node};proto=${proto}`;
+  if (host) element += `;host="${host.replace(/["\\]/g, '\\$&')}"`;
+  return element;
 }
 
 /** The lower-case names listed in a `Connection` header (RFC 9110 §7.6.1). */

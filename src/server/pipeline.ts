@@ -10,7 +10,8 @@ import { bearerChallenge } from '../authz/challenge.js';
 import { normalizePath } from '../routes/normalize.js';
 import { buildRouteTable, upstreamPath, type RouteTable } from '../routes/table.js';
 import { HeaderRewriter } from '../proxy/headers.js';
-import { Exchange, RequestBody, type ExchangeListener } from '../proxy/exchange.js';
+import { Exchange, RequestBody, type BodyLimits, type ExchangeHooks } from '../proxy/exchange.js';
+import { FAILPOINTS_ARMED, failpoint, failpointPath } from '../failpoints.js';
 import type { UpstreamPools } from '../proxy/pools.js';
 import { abText } from './uws.js';
 import { buildBlockList, clientAddress, isTrusted } from '../observe/clientip.js';
@@ -41,7 +42,11 @@ export interface RequestSnapshot {
   chunked: boolean;
   headerBytes: number;
   host: string | undefined;
+  /** Host field lines seen: exactly one is valid (RFC 9112 §3.2). */
+  hostCount: number;
   xff: string | undefined;
+  /** The client's Forwarded field lines, joined with `, ` (RFC 7239). */
+  forwarded: string | undefined;
   requestId: string | undefined;
   connection: string | undefined;
   readonly remote: string;
@@ -61,7 +66,9 @@ function snapshot(res: HttpResponse, req: HttpRequest): RequestSnapshot {
     chunked: false,
     headerBytes: 0,
     host: undefined,
+    hostCount: 0,
     xff: undefined,
+    forwarded: undefined,
     requestId: undefined,
     connection: undefined,
     remote: remoteAddress(res),
@@ -83,6 +90,10 @@ function snapshot(res: HttpResponse, req: HttpRequest): RequestSnapshot {
         break;
       case 'host':
         snap.host = value;
+        snap.hostCount++;
+        break;
+      case 'forwarded':
+        snap.forwarded = snap.forwarded === undefined ? value : `${snap.forwarded}, ${value}`;
         break;
       case 'x-forwarded-for':
         snap.xff = snap.xff === undefined ? value : `${snap.xff}, ${value}`;
@@ -110,7 +121,8 @@ export interface PipelineOptions {
   pools: UpstreamPools;
   rateLimits: RateLimits;
   metrics: Metrics;
-  onDone: ExchangeListener;
+  /** The exchange's reports: finished (audit, metrics) and internal errors (log once, count). */
+  hooks: ExchangeHooks;
   /** Logs a token-spraying block once per block. */
   onSprayingBlock?: (client: string) => void;
 }
@@ -135,7 +147,8 @@ export class Pipeline {
   private readonly realmChallenge: string;
   /** RFC 6750 §3.1 `invalid_token` challenges, one per failure reason, built once: a replayed bad token costs no formatting. */
   private readonly invalidTokenChallenges: ReadonlyMap<string, string>;
-  private readonly onDone: ExchangeListener;
+  private readonly hooks: ExchangeHooks;
+  private readonly bodyLimits: BodyLimits;
   /** Set on SIGTERM: new requests get 503 and a closed connection. */
   draining = false;
 
@@ -143,9 +156,14 @@ export class Pipeline {
     this.config = opts.config;
     this.verifier = opts.verifier;
     this.pools = opts.pools;
-    this.onDone = opts.onDone;
+    this.hooks = opts.hooks;
+    this.bodyLimits = Object.freeze({
+      maxBytes: opts.config.server.maxBodyBytes,
+      bufferBytes: opts.config.server.requestBuffering,
+      idleMs: opts.config.server.requestBodyIdleMs,
+    });
     this.routes = buildRouteTable(opts.config.routes);
-    this.rewriter = new HeaderRewriter(opts.config.identityHeaders);
+    this.rewriter = new HeaderRewriter(opts.config.identityHeaders, opts.config.headers);
     this.issuers = new Map(opts.config.issuers.map((i) => [i.name, i]));
     this.trusted = opts.config.server.trustedProxies.length > 0 ? buildBlockList(opts.config.server.trustedProxies) : null;
     this.rateLimits = opts.rateLimits;
@@ -162,11 +180,29 @@ export class Pipeline {
     );
   }
 
-  /** The uWS handler for every public request. */
+  /**
+   * The uWS handler for every public request. Everything it does runs inside the
+   * request's boundary: an exception answers this request 500 and goes no further
+   * (Exchange.guard).
+   */
   readonly handle = (res: HttpResponse, req: HttpRequest): void => {
-    const snap = snapshot(res, req);
-    const rid = snap.requestId !== undefined && REQUEST_ID.test(snap.requestId) ? snap.requestId : randomUUID();
-    const ex = new Exchange(res, snap.method, rid, this.onDone);
+    let ex: Exchange | null = null;
+    try {
+      const snap = snapshot(res, req);
+      const rid = snap.requestId !== undefined && REQUEST_ID.test(snap.requestId) ? snap.requestId : randomUUID();
+      ex = new Exchange(res, snap.method, rid, this.hooks);
+      this.run(ex, snap);
+    } catch (err) {
+      if (ex !== null) ex.fail(err);
+      else {
+        // Failed before the exchange existed (copying the request): answer from here.
+        this.hooks.internalError(null, err);
+        res.writeStatus('500 Internal Server Error').writeHeader('content-type', 'application/json').end('{"error":"internal_error"}', true);
+      }
+    }
+  };
+
+  private run(ex: Exchange, snap: RequestSnapshot): void {
     ex.client = clientAddress(snap.remote, snap.xff, this.trusted);
 
     if (this.draining) return ex.answer('shutting_down', { close: true, retryAfter: 1 });
@@ -174,23 +210,28 @@ export class Pipeline {
     if (snap.badLength || (snap.chunked && snap.contentLength !== undefined)) {
       return ex.answer('bad_request', { close: true, description: 'Ambiguous message framing (RFC 9112 §6.3).' });
     }
+    // RFC 9112 §3.2: a request with more than one Host is answered 400. (One without Host
+    // never gets here: uWebSockets.js drops it; README, known limitations.)
+    if (snap.hostCount > 1) return ex.answer('bad_request', { close: true, description: 'More than one Host header (RFC 9112 §3.2).' });
     // Attach onData before any async work (uWS rule): the body streams from here on.
     const hasBody = snap.chunked || (snap.contentLength !== undefined && snap.contentLength !== '0');
     if (hasBody) {
-      const max = this.config.server.maxBodyBytes;
+      const max = this.bodyLimits.maxBytes;
       if (max > 0 && snap.contentLength !== undefined && Number(snap.contentLength) > max) {
         return ex.answer('payload_too_large', { close: true });
       }
-      ex.body = new RequestBody(ex, max);
+      ex.body = new RequestBody(ex, this.bodyLimits);
     }
 
     // RFC 9112 §3.2: a fragment is never part of a request target.
     const path = normalizePath(snap.rawPath);
     if (path === null || (snap.query !== undefined && snap.query.includes('#'))) return ex.answer('bad_path');
     ex.path = path;
+    if (FAILPOINTS_ARMED) failpointPath(path);
     const route = this.routes.match(path);
     if (route === undefined) return ex.answer('not_found');
     ex.route = route.name;
+    failpoint('handler');
     ex.upstream = route.upstream;
     if (route.methods !== null && !route.methods.has(snap.method)) return ex.answer('method_not_allowed', { allow: route.allow });
 
@@ -202,61 +243,93 @@ export class Pipeline {
     }
     const policy = route.policy;
     if (policy.auth === 'none') return this.forward(ex, snap, route, path, null);
-    // An address caught spraying invalid tokens costs a look-up here, never a verification.
-    const blocked = rl.blocked(ex.client);
-    if (blocked > 0) {
-      this.metrics.rateLimited('spraying');
-      ex.reason = 'token_spraying';
-      return ex.answer('rate_limited', { retryAfter: blocked });
-    }
 
     let cred = bearerCandidate(snap.authorization, snap.authCount, this.config.verifier.maxTokenBytes);
     // A cache hit is a token that passed the b64token check on its way in; only a miss is scanned.
     const cached = cred.kind === 'token' ? this.verifier!.lookup(cred.token) : undefined;
+    if (cached !== undefined && cached.ok) {
+      // A token the cache holds as valid passes even from an address blocked for spraying:
+      // the guard stops verification work, and one sprayer behind a shared NAT must not
+      // lock out everyone there.
+      ex.token = (cred as { token: string }).token;
+      ex.cache = 'hit';
+      this.metrics.cache('hit');
+      return this.authorize(ex, snap, route, path, cached);
+    }
     if (cached === undefined && cred.kind === 'token' && !isB64Token(cred.token)) cred = MALFORMED_TOKEN;
+    if (cred.kind === 'none') return ex.answer('credentials_missing', { challenge: this.realmChallenge });
+    // Everything from here costs verification work or is an invalid token: a blocked address
+    // gets 429 without any.
+    const blocked = this.rateLimits.blocked(ex.client);
+    if (blocked > 0) return this.spraying(ex, blocked);
     switch (cred.kind) {
-      case 'none':
-        return ex.answer('credentials_missing', { challenge: this.realmChallenge });
       case 'invalid_request':
         return ex.answer('invalid_request', {
           description: cred.description,
           challenge: bearerChallenge({ realm: this.config.server.realm, error: 'invalid_request', description: cred.description }),
         });
       case 'too_large':
-        return this.tokenFailed(ex, 'too_large');
+        return this.tokenFailed(ex, 'too_large', true);
     }
-    ex.token = cred.token;
+    const token = cred.token;
+    ex.token = token;
     if (cached !== undefined) {
-      ex.cache = cached.ok ? 'hit' : 'negative';
-      this.metrics.cache(ex.cache);
+      ex.cache = 'negative';
+      this.metrics.cache('negative');
       return this.authorize(ex, snap, route, path, cached);
     }
     ex.cache = 'miss';
     this.metrics.cache('miss');
-    const t0 = performance.now();
-    this.verifier!.verify(cred.token).then(
-      (result) => {
-        ex.verifyMs = performance.now() - t0;
-        this.metrics.verification(ex.verifyMs / 1000, result.ok ? 'valid' : result.code === 'invalid_token' ? 'invalid' : 'error');
-        this.authorize(ex, snap, route, path, result);
-      },
-      () => ex.answer('verifier_unavailable', { retryAfter: 1 }),
-    );
-  };
-
-  private tokenFailed(ex: Exchange, reason: TokenFailure['reason']): void {
-    ex.reason = reason;
-    if (this.rateLimits.invalidToken(ex.client)) {
-      this.metrics.sprayingBlocked();
-      this.onSprayingBlock(ex.client);
+    // A verification joining one already running for this very token costs nothing more;
+    // any other is counted before it starts, so a concurrent burst cannot outrun the guard.
+    const admitted = !this.verifier!.inflight(token);
+    if (admitted) {
+      const wait = this.rateLimits.admitVerification(ex.client);
+      if (wait > 0) return this.spraying(ex, wait);
     }
+    const t0 = performance.now();
+    this.verifier!.verify(token).then(
+      (result) =>
+        ex.guard(() => {
+          ex.verifyMs = performance.now() - t0;
+          this.metrics.verification(ex.verifyMs / 1000, result.ok ? 'valid' : result.code === 'invalid_token' ? 'invalid' : 'error');
+          // `unknown_kid` cost no signature work (and a key rotation must not become a
+          // lockout); overload and unavailability are the gateway's, not the client's.
+          const invalid = !result.ok && result.code === 'invalid_token' && result.reason !== 'unknown_kid';
+          if (admitted && this.rateLimits.settleVerification(ex.client, invalid)) this.sprayingBlocked(ex.client);
+          failpoint('after-verify', path);
+          this.authorize(ex, snap, route, path, result, true);
+        }),
+      (err: unknown) => {
+        if (admitted) this.rateLimits.settleVerification(ex.client, false);
+        ex.fail(err);
+      },
+    );
+  }
+
+  private spraying(ex: Exchange, retryAfter: number): void {
+    this.metrics.rateLimited('spraying');
+    ex.reason = 'token_spraying';
+    ex.answer('rate_limited', { retryAfter });
+  }
+
+  private sprayingBlocked(client: string): void {
+    this.metrics.sprayingBlocked();
+    this.onSprayingBlock(client);
+  }
+
+  /** Answers 401 invalid_token; `count`: this failure has not been counted toward spraying yet. */
+  private tokenFailed(ex: Exchange, reason: TokenFailure['reason'], count: boolean): void {
+    ex.reason = reason;
+    if (count && reason !== 'unknown_kid' && this.rateLimits.invalidToken(ex.client)) this.sprayingBlocked(ex.client);
     ex.answer('invalid_token', { description: FAILURE_DESCRIPTIONS[reason], challenge: this.invalidTokenChallenges.get(reason) });
   }
 
-  private authorize(ex: Exchange, snap: RequestSnapshot, route: CompiledRoute, path: string, result: VerifyResult): void {
+  /** `settled`: the verification's outcome was already counted toward spraying. */
+  private authorize(ex: Exchange, snap: RequestSnapshot, route: CompiledRoute, path: string, result: VerifyResult, settled = false): void {
     if (ex.done) return;
     if (!result.ok) {
-      if (result.code === 'invalid_token') return this.tokenFailed(ex, result.reason);
+      if (result.code === 'invalid_token') return this.tokenFailed(ex, result.reason, !settled);
       return ex.answer(result.code, { retryAfter: 1, description: result.description });
     }
     const principal = result.principal;
@@ -288,6 +361,7 @@ export class Pipeline {
         proto: this.proto,
         requestId: ex.requestId,
         forwardAuthorization: route.forwardAuthorization,
+        forwarded: snap.forwarded,
       },
       principal,
     );
@@ -295,7 +369,6 @@ export class Pipeline {
       path: snap.query === undefined ? target : `${target}?${snap.query}`,
       method: snap.method as 'GET',
       headers,
-      body: ex.body,
     });
   }
 }
