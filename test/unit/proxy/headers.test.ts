@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { tmpdir } from 'node:os';
-import { compileConfig } from '../../../src/config/load.js';
+import { ConfigError, compileConfig } from '../../../src/config/load.js';
 import { HeaderRewriter, connectionTokens, encodeIdentityList, encodeIdentityValue, forEachResponseHeader } from '../../../src/proxy/headers.js';
 import type { Principal } from '../../../src/authz/claims.js';
 
@@ -132,6 +132,44 @@ describe('encodeIdentityValue', () => {
     expect(encodeIdentityList(['', 'a', '', 'b', ''], ' ')).toBe('a b');
     expect(encodeIdentityList(['', ''], ',')).toBe('');
     expect(encodeIdentityList(['ok', 'x\ud800'], ',')).toBeNull();
+  });
+});
+
+describe('identity header names in the config', () => {
+  const problems = (identityHeaders: Record<string, unknown>): string[] => {
+    try {
+      compileConfig({ upstreams: { a: { url: 'http://x' } }, routes: [{ path: '/', upstream: 'a', auth: 'none' }], identityHeaders }, tmpdir());
+      return [];
+    } catch (err) {
+      if (err instanceof ConfigError) return err.problems.map((p) => `${p.path}: ${p.message}`);
+      throw err;
+    }
+  };
+
+  it('refuses "_", which CGI-style upstreams read as "-"', () => {
+    expect(problems({ subject: 'x_auth_user' })).toEqual([
+      'identityHeaders.subject: must not contain "_" (CGI, PHP and Django read x_auth_user and X-Auth-User as the same variable)',
+    ]);
+  });
+
+  it('refuses names that are not RFC 9110 tokens', () => {
+    const msg = "must be a header name: an RFC 9110 §5.1 token (letters, digits and ! # $ % & ' * + - . ^ ` | ~)";
+    expect(problems({ roles: 'x auth roles', groups: 'x-grüppe', amr: 'x-amr:', acr: 'x-acr\r\n' })).toEqual(
+      ['roles', 'groups', 'amr', 'acr'].map((k) => `identityHeaders.${k}: ${msg}`),
+    );
+  });
+
+  it('refuses two keys with one name, whatever the case, defaults included', () => {
+    expect(problems({ roles: 'X-Auth-Groups' })).toEqual(['identityHeaders.groups: same header name as identityHeaders.roles']);
+    expect(problems({ acr: 'x-auth-subject', amr: 'X-Id', issuer: 'x-id' })).toEqual([
+      'identityHeaders.acr: same header name as identityHeaders.subject',
+      'identityHeaders.issuer: same header name as identityHeaders.amr',
+    ]);
+  });
+
+  it('accepts the defaults and other valid names', () => {
+    expect(problems({})).toEqual([]);
+    expect(problems({ subject: 'X-Remote-User', roles: "x-roles!#$%&'*+.^`|~" })).toEqual([]);
   });
 });
 
