@@ -192,6 +192,30 @@ function isoTime(): string {
   return isoText;
 }
 
+/**
+ * Characters a JSON serializer may write raw (only U+0000-U+001F must be escaped,
+ * RFC 8259 §7) that some readers still take for a line break or a control: DEL and
+ * the C1 controls U+007F-U+009F (U+0085 is NEL), and U+2028 / U+2029 (line and
+ * paragraph separators; JavaScript before ES2019, Python's str.splitlines() and many
+ * log shippers split on them). C0 controls are already escaped by the serializer.
+ */
+const LINE_BREAKER = /[\u007f-\u009f\u2028\u2029]/;
+const LINE_BREAKERS = /[\u007f-\u009f\u2028\u2029]/g;
+const jsonEscape = (c: string): string => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+
+/**
+ * Rewrites one serialized audit line so it stays one line for every reader: each
+ * character of LINE_BREAKER becomes its `\uXXXX` JSON escape (RFC 8259 §7), which
+ * parses back to the same string. A line without one (nearly all) costs one regex
+ * test and is returned as it is. The raw characters can only sit inside JSON
+ * strings, where an escape always stands for them.
+ *
+ * @example escapeLineBreakers('{"subject":"a\u2028b"}\n') === '{"subject":"a\\u2028b"}\n'
+ */
+export function escapeLineBreakers(line: string): string {
+  return LINE_BREAKER.test(line) ? line.replace(LINE_BREAKERS, jsonEscape) : line;
+}
+
 const disabled: Audit = {
   record() {},
   dropped: () => 0,
@@ -247,6 +271,8 @@ export function createAudit(cfg: CompiledAudit, options: { onError?: (err: Error
       // when both go to stdout.
       formatters: { level: () => ({ log: 'audit' }) },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      // Claims (subject, acr, amr, issuer) are whatever the token holds.
+      hooks: { streamWrite: escapeLineBreakers },
     },
     dest,
   );
