@@ -92,9 +92,10 @@ export class HeaderRewriter {
    *
    * Never throws. Null when a claim that would become a header is not well-formed
    * UTF-16 (a lone surrogate), which no header value can carry faithfully: the caller
-   * must then refuse the request with 401 invalid_token (reason `claim_invalid`)
-   * instead of forwarding it, so the upstream never sees an identity that differs from
-   * the token's. The verifier already refuses such tokens; this is the last guard.
+   * (the pipeline, before it forwards) must then refuse the request with 401
+   * invalid_token (reason `claim_invalid`), so the upstream never sees an identity that
+   * differs from the token's. The verifier is meant to refuse such tokens first; this
+   * holds whatever it lets through, cache hits included.
    */
   identityFor(p: Principal): readonly string[] | null {
     let v = this.identityValues.get(p);
