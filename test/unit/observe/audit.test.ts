@@ -180,6 +180,8 @@ describe('createAudit', () => {
     const line = '{"log":"audit","subject":"alice é \\u2028"}\n';
     expect(escapeLineBreakers(line)).toBe(line);
     expect(escapeLineBreakers('{"s":"\u2028\u0085\u007f"}\n')).toBe('{"s":"\\u2028\\u0085\\u007f"}\n');
+    // DEL is ASCII: a line that is ASCII apart from it is escaped too.
+    expect(escapeLineBreakers('{"s":"a\u007f"}\n')).toBe('{"s":"a\\u007f"}\n');
   });
 
   it('buffers lines and writes them within the flush interval on a quiet gateway', async () => {
