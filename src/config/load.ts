@@ -3,7 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import YAML from 'yaml';
 import type { z } from 'zod';
-import { configSchema, type RawConfig, type RawIssuer, type RawRoute } from './schema.js';
+import { configSchema, identityHeadersSchema, type RawConfig, type RawIssuer, type RawRoute } from './schema.js';
 import { parseDuration } from './duration.js';
 import type { CompiledConfig, CompiledIssuer, CompiledRoute, CompiledUpstream, KeySource, MfaPolicy } from './types.js';
 import { PROFILES } from '../authz/profiles.js';
@@ -238,7 +238,38 @@ function crossChecks(data: unknown, baseDir: string): ConfigProblem[] {
       });
     }
   });
+  problems.push(...identityHeaderChecks(obj(root['identityHeaders'])));
   problems.push(...observeCrossChecks(data));
+  return problems;
+}
+
+/** RFC 9110 §5.1: field-name = token; token = 1*tchar. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const IDENTITY_DEFAULTS: Readonly<Record<string, string>> = identityHeadersSchema.parse({});
+
+/**
+ * Identity header names an upstream reads unambiguously: RFC 9110 §5.1 tokens, no
+ * `_` (CGI-style stacks map both `_` and `-` to `_`, RFC 3875 §4.1.18, so `x_auth_user`
+ * would alias a client-sent `X-Auth-User` that the gateway does not strip), and no
+ * two keys sharing a name (compared case-insensitively, as header names are).
+ */
+function identityHeaderChecks(raw: Record<string, unknown>): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const byName = new Map<string, string>();
+  for (const [key, fallback] of Object.entries(IDENTITY_DEFAULTS)) {
+    const at = `identityHeaders.${key}`;
+    const name = raw[key] === undefined ? fallback : str(raw[key]);
+    if (name === undefined || name === '') continue; // the schema reports it
+    if (name.includes('_')) {
+      const example = name.replaceAll('_', '-').split('-').map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join('-');
+      problems.push({ path: at, message: `must not contain "_" (CGI, PHP and Django read ${name} and ${example} as the same variable)` });
+    }
+    if (!TOKEN.test(name)) problems.push({ path: at, message: "must be a header name: an RFC 9110 §5.1 token (letters, digits and ! # $ % & ' * + - . ^ ` | ~)" });
+    const lower = name.toLowerCase();
+    const first = byName.get(lower);
+    if (first !== undefined) problems.push({ path: at, message: `same header name as identityHeaders.${first}` });
+    else byName.set(lower, key);
+  }
   return problems;
 }
 

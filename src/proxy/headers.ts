@@ -95,7 +95,7 @@ export interface ForwardInfo {
 export class HeaderRewriter {
   private readonly strip: ReadonlySet<string>;
   private readonly names: IdentityHeaderNames;
-  private readonly identityValues = new WeakMap<Principal, readonly string[]>();
+  private readonly identityValues = new WeakMap<Principal, readonly string[] | null>();
   private readonly forwarded: boolean;
 
   constructor(names: IdentityHeaderNames, rules: HeaderRules = NO_RULES) {
@@ -120,6 +120,10 @@ export class HeaderRewriter {
   /**
    * Builds the upstream request's header list (undici's flat [name, value, …] form).
    * `headers` is the client's flat list with lower-case names.
+   *
+   * A principal whose identity cannot be rendered (`identityFor` gives null) adds no
+   * identity headers at all, never a partial set: the caller checks `identityFor`
+   * first and refuses such a request with 401 invalid_token (see identityFor).
    */
   rewrite(headers: readonly string[], connection: string | undefined, xff: string | undefined, host: string | undefined, info: ForwardInfo, principal: Principal | null): string[] {
     const tokens = connection ? connectionTokens(connection) : null;
@@ -143,31 +147,26 @@ export class HeaderRewriter {
       const element = forwardedElement(info.clientAddress, info.proto, host);
       out.push('forwarded', info.trustedPeer && info.forwarded ? `${info.forwarded}, ${element}` : element);
     }
-    if (principal !== null) {
-      const values = this.identityFor(principal);
-      for (let i = 0; i < values.length; i++) out.push(values[i]!);
-    }
+    const values = principal === null ? null : this.identityFor(principal);
+    if (values !== null) for (let i = 0; i < values.length; i++) out.push(values[i]!);
     return out;
   }
 
-  /** Identity headers of a principal, computed once per cached principal. */
-  identityFor(p: Principal): readonly string[] {
+  /**
+   * The identity headers of a principal (flat [name, value, …]), every value encoded
+   * by encodeIdentityValue, list items one by one; computed once per cached principal.
+   *
+   * Never throws. Null when a claim that would become a header is not well-formed
+   * UTF-16 (a lone surrogate), which no header value can carry faithfully: the caller
+   * (the pipeline, before it forwards) must then refuse the request with 401
+   * invalid_token (reason `claim_invalid`), so the upstream never sees an identity that
+   * differs from the token's. The verifier is meant to refuse such tokens first; this
+   * holds whatever it lets through, cache hits included.
+   */
+  identityFor(p: Principal): readonly string[] | null {
     let v = this.identityValues.get(p);
     if (v === undefined) {
-      const n = this.names;
-      const list: string[] = [];
-      const add = (name: string, value: string | undefined) => {
-        if (value !== undefined && value !== '') list.push(name, headerSafe(value));
-      };
-      add(n.subject, p.subject);
-      add(n.issuer, p.iss);
-      add(n.roles, p.roles?.join(','));
-      add(n.scopes, p.scopes?.join(' '));
-      add(n.groups, p.groups?.join(','));
-      add(n.amr, p.amr?.join(','));
-      add(n.acr, p.acr);
-      add(n.authTime, p.authTime === undefined ? undefined : String(p.authTime));
-      v = Object.freeze(list);
+      v = renderIdentity(this.names, p);
       this.identityValues.set(p, v);
     }
     return v;
@@ -188,6 +187,28 @@ export function forwardedElement(client: string, proto: 'http' | 'https', host: 
   return element;
 }
 
+function renderIdentity(n: IdentityHeaderNames, p: Principal): readonly string[] | null {
+  const one = (value: string | undefined) => (value === undefined ? '' : encodeIdentityValue(value));
+  const many = (items: readonly string[] | null | undefined, sep: string) => (items ? encodeIdentityList(items, sep) : '');
+  const rendered: readonly (readonly [string, string | null])[] = [
+    [n.subject, one(p.subject)],
+    [n.issuer, one(p.iss)],
+    [n.roles, many(p.roles, ',')],
+    [n.scopes, many(p.scopes, ' ')],
+    [n.groups, many(p.groups, ',')],
+    [n.amr, many(p.amr, ',')],
+    [n.acr, one(p.acr)],
+    [n.authTime, p.authTime === undefined ? '' : String(p.authTime)],
+  ];
+  const list: string[] = [];
+  for (const [name, value] of rendered) {
+    if (value === null) return null;
+    // A header whose value would be empty is left out (README, identity headers).
+    if (value !== '') list.push(name, value);
+  }
+  return Object.freeze(list);
+}
+
 /** The lower-case names listed in a `Connection` header (RFC 9110 §7.6.1). */
 export function connectionTokens(value: string): ReadonlySet<string> {
   const set = new Set<string>();
@@ -198,17 +219,77 @@ export function connectionTokens(value: string): ReadonlySet<string> {
   return set;
 }
 
+/** `%XX` for every byte value, upper-case hex (RFC 3986 §2.1). */
+const PCT: readonly string[] = Array.from({ length: 256 }, (_, b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`);
+const pct = (b: number): string => PCT[b]!;
+
+/** Visible ASCII (VCHAR 0x21-0x7E, RFC 5234 Appendix B.1; the field-vchar of RFC 9110 §5.5 without obs-text) except `%` (the escape) and `,` (the list separator). */
+const kept = (c: number): boolean => c >= 0x21 && c <= 0x7e && c !== 0x25 && c !== 0x2c;
+
 /**
- * Claim values become header values: anything outside visible ASCII and space
- * (RFC 9110 §5.5 field-vchar, minus obs-text) is percent-encoded, so a claim can
- * never smuggle CR/LF or bytes an upstream parser reads differently.
+ * Encodes one claim value (or one list item) for an identity header, by one rule
+ * everywhere: every UTF-8 byte that is not visible ASCII (0x21-0x7E) is
+ * percent-encoded with upper-case hex (RFC 3986 §2.1), and so are `%` itself and `,`.
+ * Space (outside 0x21-0x7E) becomes `%20` in every header, list or not.
+ *
+ * So a value can never carry CR/LF or obs-text, `é` and the text `%C3%A9` give
+ * different header values, an item can never contain the `,` or ` ` that join a
+ * list, and `decodeURIComponent` of the value (of each item) is exactly the claim.
+ * Everything else visible (`:`, `/`, `+`, `;`, …) stays as it is, so URLs and URNs
+ * read as usual.
+ *
+ * Returns null, never throws, for a string that is not well-formed UTF-16 (a lone
+ * surrogate): it has no UTF-8 form, so no encoding of it could decode back to it.
+ * The common value (visible ASCII without `%` and `,`) costs one scan and is returned
+ * as the same string.
+ *
+ * @example encodeIdentityValue('é,x') === '%C3%A9%2Cx'
+ * @example encodeIdentityValue('%C3%A9') === '%25C3%25A9'
+ * @example encodeIdentityValue('urn:okta:loa:2fa:any') === 'urn:okta:loa:2fa:any'
+ * @example encodeIdentityValue('alice\ud800') === null
  */
-export function headerSafe(value: string): string {
-  for (let i = 0; i < value.length; i++) {
+export function encodeIdentityValue(value: string): string | null {
+  const n = value.length;
+  let i = 0;
+  while (i < n && kept(value.charCodeAt(i))) i++;
+  if (i === n) return value;
+  let out = value.slice(0, i);
+  for (; i < n; i++) {
     const c = value.charCodeAt(i);
-    if (c < 0x20 || c > 0x7e) return encodeURIComponent(value);
+    if (kept(c)) out += value[i];
+    else if (c < 0x80) out += pct(c);
+    else if (c < 0x800) out += pct(0xc0 | (c >> 6)) + pct(0x80 | (c & 0x3f));
+    else if (c < 0xd800 || c > 0xdfff) out += pct(0xe0 | (c >> 12)) + pct(0x80 | ((c >> 6) & 0x3f)) + pct(0x80 | (c & 0x3f));
+    else {
+      // A surrogate: only a high one (D800-DBFF) followed by a low one (DC00-DFFF) is a
+      // code point (RFC 3629 §3 forbids encoding surrogates on their own).
+      const low = i + 1 < n ? value.charCodeAt(i + 1) : 0;
+      if (c > 0xdbff || low < 0xdc00 || low > 0xdfff) return null;
+      const cp = 0x10000 + ((c - 0xd800) << 10) + (low - 0xdc00);
+      out += pct(0xf0 | (cp >> 18)) + pct(0x80 | ((cp >> 12) & 0x3f)) + pct(0x80 | ((cp >> 6) & 0x3f)) + pct(0x80 | (cp & 0x3f));
+      i++;
+    }
   }
-  return value;
+  return out;
+}
+
+/**
+ * A list claim (roles, groups, amr joined by `,`; scopes by ` `) for an identity
+ * header: each item encoded by encodeIdentityValue, so `header.split(sep)` and a
+ * decode of each piece give the list back. Empty items are left out: they mean
+ * nothing, and an empty first or last scope would put a space at the edge of the
+ * value, which HTTP strips (RFC 9110 §5.5). Null when any item cannot be encoded.
+ *
+ * @example encodeIdentityList(['viewer,admin', 'ops'], ',') === 'viewer%2Cadmin,ops'
+ */
+export function encodeIdentityList(items: readonly string[], sep: string): string | null {
+  let out = '';
+  for (let i = 0; i < items.length; i++) {
+    const v = encodeIdentityValue(items[i]!);
+    if (v === null) return null;
+    if (v !== '') out = out === '' ? v : `${out}${sep}${v}`;
+  }
+  return out;
 }
 
 /** Response headers that never pass to the client: hop-by-hop, the framing and Date that uWS writes itself, and X-Request-Id (the gateway echoes its own). */

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AUDIT_REASONS, createAudit, isAuditReason, tokenHash, type AuditEntry } from '../../../src/observe/audit.js';
+import { AUDIT_REASONS, createAudit, escapeLineBreakers, isAuditReason, tokenHash, type AuditEntry } from '../../../src/observe/audit.js';
 import type { CompiledAudit } from '../../../src/config/observe-schema.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mfa-audit-'));
@@ -142,6 +142,46 @@ describe('createAudit', () => {
       headers: { authorization: '[redacted]', 'proxy-authorization': '[redacted]', cookie: '[redacted]', 'x-kept': 'visible' },
       req: { headers: { Authorization: '[redacted]', Cookie: '[redacted]', 'set-cookie': '[redacted]' } },
     });
+  });
+
+  it('keeps every line one line: claims with C0 / C1 controls, NEL, U+2028 and U+2029 are written as JSON escapes', async () => {
+    const c = cfg();
+    const audit = createAudit(c);
+    const breakers = '\u0000\n\r\u000b\u000c\u001c\u001d\u001e\u001f\u007f\u0080\u0085\u009f\u2028\u2029';
+    const odd = entry({
+      request_id: 'odd',
+      subject: `alice${breakers}é`,
+      acr: `phr\u2028{"log":"audit","decision":"allow"}`,
+      amr: ['pwd\u0085', '\u2029otp'],
+      issuer: 'corp\u009f',
+      client: '203.0.113.7\u2028',
+      route: 'orders\u0085',
+    });
+    audit.record({ ...odd });
+    audit.record(entry({ request_id: 'plain' }));
+    await audit.close();
+
+    const bytes = readFileSync(c.destination);
+    const text = bytes.toString('utf8');
+    // Two lines, and nothing any reader splits lines on besides their two "\n".
+    expect(text.split('\n')).toHaveLength(3);
+    expect(text.match(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g)).toEqual(['\n', '\n']);
+    // U+0085 (C2 85), U+2028 (E2 80 A8), U+2029 (E2 80 A9) are not in the bytes either.
+    for (const seq of [[0xc2, 0x85], [0xe2, 0x80, 0xa8], [0xe2, 0x80, 0xa9]]) expect(bytes.includes(Buffer.from(seq))).toBe(false);
+    expect(text).toContain('"subject":"alice\\u0000\\n\\r\\u000b\\f\\u001c\\u001d\\u001e\\u001f\\u007f\\u0080\\u0085\\u009f\\u2028\\u2029é"');
+    expect(text).toContain('"amr":["pwd\\u0085","\\u2029otp"]');
+    // …and each field reads back exactly as recorded.
+    const [line, plain] = readLines(c.destination);
+    for (const k of ['subject', 'acr', 'amr', 'issuer', 'client', 'route'] as const) expect(line![k]).toEqual(odd[k]);
+    expect(plain).toMatchObject({ request_id: 'plain', subject: 'alice', acr: 'phr' });
+  });
+
+  it('escapeLineBreakers returns a line without such characters unchanged', () => {
+    const line = '{"log":"audit","subject":"alice é \\u2028"}\n';
+    expect(escapeLineBreakers(line)).toBe(line);
+    expect(escapeLineBreakers('{"s":"\u2028\u0085\u007f"}\n')).toBe('{"s":"\\u2028\\u0085\\u007f"}\n');
+    // DEL is ASCII: a line that is ASCII apart from it is escaped too.
+    expect(escapeLineBreakers('{"s":"a\u007f"}\n')).toBe('{"s":"a\\u007f"}\n');
   });
 
   it('buffers lines and writes them within the flush interval on a quiet gateway', async () => {

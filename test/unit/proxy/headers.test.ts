@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { tmpdir } from 'node:os';
-import { compileConfig } from '../../../src/config/load.js';
-import { HeaderRewriter, connectionTokens, forEachResponseHeader, headerSafe } from '../../../src/proxy/headers.js';
+import { ConfigError, compileConfig } from '../../../src/config/load.js';
+import { HeaderRewriter, connectionTokens, encodeIdentityList, encodeIdentityValue, forEachResponseHeader } from '../../../src/proxy/headers.js';
 import type { Principal } from '../../../src/authz/claims.js';
 
 const names = compileConfig({ upstreams: { a: { url: 'http://x' } }, routes: [{ path: '/', upstream: 'a', auth: 'none' }] }, tmpdir()).identityHeaders;
@@ -45,8 +45,12 @@ describe('HeaderRewriter', () => {
     expect(asObject(rw.rewrite(['authorization', 'Bearer t'], undefined, undefined, undefined, { ...info, forwardAuthorization: false }, null))['authorization']).toBeUndefined();
   });
 
+  const principal = (over: Partial<Principal>): Principal => ({
+    issuer: 'corp', iss: 'https://idp', subject: 'alice', exp: 2e9, amr: ['pwd', 'otp'], acr: 'phr', authTime: 1700000000, roles: ['a', 'b'], scopes: ['read', 'write'], groups: [], ...over,
+  });
+
   it('injects identity headers of a principal, once computed per principal', () => {
-    const p: Principal = { issuer: 'corp', iss: 'https://idp', subject: 'alice', exp: 2e9, amr: ['pwd', 'otp'], acr: 'phr', authTime: 1700000000, roles: ['a', 'b'], scopes: ['read', 'write'], groups: [] };
+    const p = principal({});
     const out = asObject(rw.rewrite([], undefined, undefined, undefined, info, p));
     expect(out).toMatchObject({
       'x-auth-subject': ['alice'], 'x-auth-issuer': ['https://idp'], 'x-auth-roles': ['a,b'], 'x-auth-scopes': ['read write'],
@@ -55,15 +59,122 @@ describe('HeaderRewriter', () => {
     expect(out['x-auth-groups']).toBeUndefined();
     expect(rw.identityFor(p)).toBe(rw.identityFor(p));
   });
+
+  it('encodes each list item on its own, so a "," inside a role or a non-ASCII role never changes the other items', () => {
+    const p = principal({ subject: 'Zoë Smith', roles: ['viewer,admin', 'ops', 'prüfer'], scopes: ['read', 'a b'], groups: ['100%'], amr: ['pwd', 'otp'], acr: 'gold level' });
+    expect(rw.identityFor(p)).toEqual([
+      'x-auth-subject', 'Zo%C3%AB%20Smith',
+      'x-auth-issuer', 'https://idp',
+      'x-auth-roles', 'viewer%2Cadmin,ops,pr%C3%BCfer',
+      'x-auth-scopes', 'read a%20b',
+      'x-auth-groups', '100%25',
+      'x-auth-amr', 'pwd,otp',
+      'x-auth-acr', 'gold%20level',
+      'x-auth-time', '1700000000',
+    ]);
+  });
+
+  it('gives null, never throws, when any rendered claim is not well-formed UTF-16, and remembers that', () => {
+    for (const over of [{ subject: 'alice\ud800' }, { roles: ['ok', '\udc00x'] }, { scopes: ['\ud83d'] }, { groups: ['g\ud800\ud800'] }, { amr: ['\udfff'] }, { acr: '\ud800' }, { iss: 'https://i\udbff' }]) {
+      const p = principal(over);
+      expect(rw.identityFor(p), JSON.stringify(over)).toBeNull();
+      expect(rw.identityFor(p)).toBeNull();
+      // rewrite() adds no identity header at all for it, rather than a partial set.
+      const out = asObject(rw.rewrite(['x-auth-subject', 'mallory'], undefined, undefined, undefined, info, p));
+      expect(Object.keys(out).filter((k) => k.startsWith('x-auth'))).toEqual([]);
+    }
+    // A well-formed pair (U+1F600) is fine.
+    expect(rw.identityFor(principal({ subject: '\ud83d\ude00' }))?.[1]).toBe('%F0%9F%98%80');
+  });
+
+  it('uses configured names', () => {
+    const custom = compileConfig(
+      { upstreams: { a: { url: 'http://x' } }, routes: [{ path: '/', upstream: 'a', auth: 'none' }], identityHeaders: { subject: 'X-User', roles: 'X-Roles' } },
+      tmpdir(),
+    ).identityHeaders;
+    const r = new HeaderRewriter(custom).identityFor(principal({ amr: undefined, acr: undefined, scopes: [], authTime: undefined, iss: '' }));
+    expect(r).toEqual(['x-user', 'alice', 'x-roles', 'a,b']);
+  });
+});
+
+describe('encodeIdentityValue', () => {
+  it('returns a value of visible ASCII without "%" and "," as the very same string', () => {
+    for (const v of ['alice', 'https://idp.example.com/realms/corp', 'urn:okta:loa:2fa:any', 'auth0|123456', "!#$&'()*+-./:;<=>?@[\\]^_`{|}~"]) {
+      expect(encodeIdentityValue(v)).toBe(v);
+    }
+    expect(encodeIdentityValue('')).toBe('');
+  });
+
+  it('percent-encodes UTF-8 bytes outside 0x21-0x7E, "%", "," and space, with upper-case hex', () => {
+    expect(encodeIdentityValue('é,x')).toBe('%C3%A9%2Cx');
+    expect(encodeIdentityValue('é')).toBe('%C3%A9');
+    expect(encodeIdentityValue('%C3%A9')).toBe('%25C3%25A9');
+    expect(encodeIdentityValue('a b')).toBe('a%20b');
+    expect(encodeIdentityValue('a\r\nx-evil: 1')).toBe('a%0D%0Ax-evil:%201');
+    expect(encodeIdentityValue('\u0000\t\u007f\u0080\u00ff')).toBe('%00%09%7F%C2%80%C3%BF');
+    expect(encodeIdentityValue('\u0800\uffff\u2028')).toBe('%E0%A0%80%EF%BF%BF%E2%80%A8');
+    expect(encodeIdentityValue('\ud800\udc00\udbff\udfff')).toBe('%F0%90%80%80%F4%8F%BF%BF');
+    // Exactly what encodeURIComponent gives for the bytes both encode.
+    expect(encodeIdentityValue('Zoë 😀')).toBe(encodeURIComponent('Zoë 😀'));
+  });
+
+  it('gives null for lone surrogates, wherever they are', () => {
+    for (const v of ['\ud800', 'alice\ud800', '\udc00alice', 'a\ud800b', 'é\udbff', '\ud800\ud800\udc00x\udc00', '\ude00\ud83d']) {
+      expect(encodeIdentityValue(v), JSON.stringify(v)).toBeNull();
+    }
+  });
+
+  it('encodeIdentityList joins encoded items and fails when one item fails', () => {
+    expect(encodeIdentityList(['viewer,admin', 'ops'], ',')).toBe('viewer%2Cadmin,ops');
+    expect(encodeIdentityList(['a b', 'c'], ' ')).toBe('a%20b c');
+    expect(encodeIdentityList([], ',')).toBe('');
+    // Empty items mean nothing and would leave a stray separator (or an edge space HTTP strips).
+    expect(encodeIdentityList(['', 'a', '', 'b', ''], ' ')).toBe('a b');
+    expect(encodeIdentityList(['', ''], ',')).toBe('');
+    expect(encodeIdentityList(['ok', 'x\ud800'], ',')).toBeNull();
+  });
+});
+
+describe('identity header names in the config', () => {
+  const problems = (identityHeaders: Record<string, unknown>): string[] => {
+    try {
+      compileConfig({ upstreams: { a: { url: 'http://x' } }, routes: [{ path: '/', upstream: 'a', auth: 'none' }], identityHeaders }, tmpdir());
+      return [];
+    } catch (err) {
+      if (err instanceof ConfigError) return err.problems.map((p) => `${p.path}: ${p.message}`);
+      throw err;
+    }
+  };
+
+  it('refuses "_", which CGI-style upstreams read as "-"', () => {
+    expect(problems({ subject: 'x_auth_user' })).toEqual([
+      'identityHeaders.subject: must not contain "_" (CGI, PHP and Django read x_auth_user and X-Auth-User as the same variable)',
+    ]);
+  });
+
+  it('refuses names that are not RFC 9110 tokens', () => {
+    const msg = "must be a header name: an RFC 9110 §5.1 token (letters, digits and ! # $ % & ' * + - . ^ ` | ~)";
+    expect(problems({ roles: 'x auth roles', groups: 'x-grüppe', amr: 'x-amr:', acr: 'x-acr\r\n' })).toEqual(
+      ['roles', 'groups', 'amr', 'acr'].map((k) => `identityHeaders.${k}: ${msg}`),
+    );
+  });
+
+  it('refuses two keys with one name, whatever the case, defaults included', () => {
+    expect(problems({ roles: 'X-Auth-Groups' })).toEqual(['identityHeaders.groups: same header name as identityHeaders.roles']);
+    expect(problems({ acr: 'x-auth-subject', amr: 'X-Id', issuer: 'x-id' })).toEqual([
+      'identityHeaders.acr: same header name as identityHeaders.subject',
+      'identityHeaders.issuer: same header name as identityHeaders.amr',
+    ]);
+  });
+
+  it('accepts the defaults and other valid names', () => {
+    expect(problems({})).toEqual([]);
+    expect(problems({ subject: 'X-Remote-User', roles: "x-roles!#$%&'*+.^`|~" })).toEqual([]);
+  });
 });
 
 describe('helpers', () => {
   it('connectionTokens lower-cases and trims', () => expect([...connectionTokens(' Keep-Alive ,X-A,, ')]).toEqual(['keep-alive', 'x-a']));
-  it('headerSafe percent-encodes values with control or non-ASCII characters', () => {
-    expect(headerSafe('alice')).toBe('alice');
-    expect(headerSafe('a\r\nx-evil: 1')).toBe('a%0D%0Ax-evil%3A%201');
-    expect(headerSafe('zoë')).toBe('zo%C3%AB');
-  });
   it('forEachResponseHeader skips hop-by-hop, framing, Date and Connection-listed names', () => {
     const seen: string[] = [];
     forEachResponseHeader(
