@@ -45,6 +45,8 @@ export interface CompiledRoute {
   readonly upstream: string;
   readonly stripPrefix: boolean;
   readonly forwardAuthorization: boolean;
+  /** A path with `;` parameters may use this route (its `pathParameters`, else `server.pathParameters`, is `allow`). */
+  readonly allowPathParameters: boolean;
   readonly policy: RoutePolicy;
 }
 
@@ -100,7 +102,7 @@ export interface IdentityHeaderNames {
 export interface CompiledConfig {
   readonly listen: { readonly host: string; readonly port: number; readonly tls: { readonly cert: string; readonly key: string; readonly passphrase?: string } | null };
   readonly admin: { readonly host: string; readonly port: number };
-  readonly server: { readonly realm: string; readonly drainTimeoutMs: number; readonly maxBodyBytes: number; readonly trustedProxies: readonly string[] };
+  readonly server: { readonly realm: string; readonly drainTimeoutMs: number; readonly maxBodyBytes: number; readonly trustedProxies: readonly string[]; readonly pathParameters: 'reject' | 'allow' };
   readonly verifier: {
     readonly threads: number;
     readonly maxQueue: number;

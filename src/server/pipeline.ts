@@ -7,7 +7,7 @@ import { FAILURE_DESCRIPTIONS } from '../authn/failures.js';
 import { bearerCandidate, isB64Token, MALFORMED_TOKEN } from '../authn/extract.js';
 import { decide } from '../authz/decide.js';
 import { bearerChallenge } from '../authz/challenge.js';
-import { normalizePath } from '../routes/normalize.js';
+import { matchView, normalizePath, type NormalizedPath } from '../routes/normalize.js';
 import { buildRouteTable, upstreamPath, type RouteTable } from '../routes/table.js';
 import { HeaderRewriter } from '../proxy/headers.js';
 import { Exchange, RequestBody, type ExchangeListener } from '../proxy/exchange.js';
@@ -185,10 +185,15 @@ export class Pipeline {
     }
 
     // RFC 9112 §3.2: a fragment is never part of a request target.
-    const path = normalizePath(snap.rawPath);
+    const path = normalizePath(snap.rawPath, this.routes.pathParameters);
     if (path === null || (snap.query !== undefined && snap.query.includes('#'))) return ex.answer('bad_path');
-    ex.path = path;
-    const route = this.routes.match(path);
+    // Routes, policy and the audit line see the path without `;` parameters (they may carry
+    // a session id); `path` also holds what goes upstream, from the same normalization.
+    const matched = matchView(path);
+    const route = this.routes.match(matched);
+    // A path with parameters (an object) may only use a route that allows them.
+    if (typeof path !== 'string' && route !== undefined && !route.allowPathParameters) return ex.answer('bad_path');
+    ex.path = matched;
     if (route === undefined) return ex.answer('not_found');
     ex.route = route.name;
     ex.upstream = route.upstream;
@@ -253,7 +258,7 @@ export class Pipeline {
     ex.answer('invalid_token', { description: FAILURE_DESCRIPTIONS[reason], challenge: this.invalidTokenChallenges.get(reason) });
   }
 
-  private authorize(ex: Exchange, snap: RequestSnapshot, route: CompiledRoute, path: string, result: VerifyResult): void {
+  private authorize(ex: Exchange, snap: RequestSnapshot, route: CompiledRoute, path: NormalizedPath, result: VerifyResult): void {
     if (ex.done) return;
     if (!result.ok) {
       if (result.code === 'invalid_token') return this.tokenFailed(ex, result.reason);
@@ -274,7 +279,7 @@ export class Pipeline {
     this.forward(ex, snap, route, path, principal);
   }
 
-  private forward(ex: Exchange, snap: RequestSnapshot, route: CompiledRoute, path: string, principal: Principal | null): void {
+  private forward(ex: Exchange, snap: RequestSnapshot, route: CompiledRoute, path: NormalizedPath, principal: Principal | null): void {
     const pool = this.pools.get(route.upstream);
     const target = upstreamPath(route, pool.upstream.basePath, path);
     const headers = this.rewriter.rewrite(
