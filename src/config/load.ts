@@ -294,7 +294,7 @@ function compileParsed(raw: RawConfig, baseDir: string, warnings: readonly Confi
   const mfa: MfaPolicy = { amr: raw.mfa.amr, acr: raw.mfa.acr, maxAgeSec: Math.floor(ms(raw.mfa.maxAge) / 1000) };
   const routes = raw.routes.map((r) => {
     const prefix = r.path.endsWith('/') ? r.path.slice(0, -1) : r.path;
-    return compileRoute(r, r.name ?? r.path, prefix, mfa, ms);
+    return compileRoute(r, r.name ?? r.path, prefix, mfa, ms, raw.server.pathParameters);
   });
   routes.sort((a, b) => b.prefix.length - a.prefix.length);
   const cache = raw.verifier.cache;
@@ -312,6 +312,7 @@ function compileParsed(raw: RawConfig, baseDir: string, warnings: readonly Confi
       trustedProxies: raw.server.trustedProxies,
       requestBuffering: raw.server.requestBuffering,
       requestBodyIdleMs: ms(raw.server.timeouts.requestBodyIdle),
+      pathParameters: raw.server.pathParameters,
     },
     verifier: {
       threads: raw.verifier.threads,
@@ -372,7 +373,7 @@ function compileIssuer(iss: RawIssuer, file: (p: string) => string, ms: (s: stri
   };
 }
 
-function compileRoute(r: RawRoute, name: string, prefix: string, mfa: MfaPolicy, ms: (s: string) => number): CompiledRoute {
+function compileRoute(r: RawRoute, name: string, prefix: string, mfa: MfaPolicy, ms: (s: string) => number, pathParameters: RawRoute['pathParameters']): CompiledRoute {
   const methods = r.methods ? new Set<string>(r.methods) : null;
   // RFC 9110 §9.3.2: HEAD is allowed wherever GET is.
   if (methods?.has('GET')) methods.add('HEAD');
@@ -385,6 +386,7 @@ function compileRoute(r: RawRoute, name: string, prefix: string, mfa: MfaPolicy,
     upstream: r.upstream,
     stripPrefix: r.stripPrefix,
     forwardAuthorization: r.forwardAuthorization,
+    allowPathParameters: (r.pathParameters ?? pathParameters) === 'allow',
     policy: {
       auth: r.auth,
       issuers: r.issuers ? new Set(r.issuers) : null,

@@ -29,6 +29,8 @@ const httpUrl = z.string().refine(
 const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;
 const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
+const pathParametersSchema = z.enum(['reject', 'allow']);
+
 export const tlsSchema = z.strictObject({ cert: nonEmptyString, key: nonEmptyString, passphrase: z.string().optional() });
 
 export const listenSchema = z.strictObject({
@@ -57,6 +59,11 @@ export const serverSchema = z.strictObject({
    * Exact IPv4/IPv6 addresses or CIDR blocks.
    */
   trustedProxies: z.array(nonEmptyString).default([]),
+  /**
+   * A raw `;` in a path: `reject` answers 400; `allow` matches each segment without its
+   * `;…` parameters, as servlet containers read it (README.md "Paths and headers").
+   */
+  pathParameters: pathParametersSchema.default('reject'),
   /** Also send an RFC 7239 `Forwarded` header upstream (X-Forwarded-* are always sent). */
   forwardedHeader: z.boolean().default(false),
   /**
@@ -165,7 +172,7 @@ export const routeSchema = z.strictObject({
     .refine((p) => p.startsWith('/'), { message: 'must start with /' })
     // A route path the request normalizer could never produce would be a route that never matches.
     .refine((p) => !p.startsWith('/') || normalizePath(p) === p, {
-      message: 'must be a normalized path (RFC 3986 pchar only; no %-escapes of unreserved characters, // or dot segments)',
+      message: 'must be a normalized path (RFC 3986 pchar only; no ;, no %-escapes of unreserved characters, // or dot segments)',
     }),
   methods: z.array(z.enum(HTTP_METHODS)).min(1).optional(),
   upstream: nonEmptyString,
@@ -179,6 +186,8 @@ export const routeSchema = z.strictObject({
   acr: stringList.optional(),
   /** Whether the client's Authorization header is forwarded upstream. */
   forwardAuthorization: z.boolean().default(true),
+  /** Replaces `server.pathParameters` for this route. */
+  pathParameters: pathParametersSchema.optional(),
   /** This route's rate limits; each key replaces the global `rateLimit` key of that name (false = none). */
   rateLimit: routeRateLimitSchema.optional(),
 });

@@ -46,6 +46,8 @@ export interface CompiledRoute {
   readonly upstream: string;
   readonly stripPrefix: boolean;
   readonly forwardAuthorization: boolean;
+  /** A path with `;` parameters may use this route (its `pathParameters`, else `server.pathParameters`, is `allow`). */
+  readonly allowPathParameters: boolean;
   readonly policy: RoutePolicy;
 }
 
@@ -106,6 +108,7 @@ export interface CompiledConfig {
     readonly drainTimeoutMs: number;
     readonly maxBodyBytes: number;
     readonly trustedProxies: readonly string[];
+    readonly pathParameters: 'reject' | 'allow';
     readonly requestBuffering: number;
     readonly requestBodyIdleMs: number;
   };

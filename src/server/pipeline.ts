@@ -7,7 +7,7 @@ import { FAILURE_DESCRIPTIONS } from '../authn/failures.js';
 import { bearerCandidate, isB64Token, MALFORMED_TOKEN } from '../authn/extract.js';
 import { decide } from '../authz/decide.js';
 import { bearerChallenge } from '../authz/challenge.js';
-import { normalizePath } from '../routes/normalize.js';
+import { matchView, normalizePath, type NormalizedPath } from '../routes/normalize.js';
 import { buildRouteTable, upstreamPath, type RouteTable } from '../routes/table.js';
 import { HeaderRewriter } from '../proxy/headers.js';
 import { Exchange, RequestBody, type BodyLimits, type ExchangeHooks } from '../proxy/exchange.js';
@@ -224,11 +224,16 @@ export class Pipeline {
     }
 
     // RFC 9112 §3.2: a fragment is never part of a request target.
-    const path = normalizePath(snap.rawPath);
+    const path = normalizePath(snap.rawPath, this.routes.pathParameters);
     if (path === null || (snap.query !== undefined && snap.query.includes('#'))) return ex.answer('bad_path');
-    ex.path = path;
-    if (FAILPOINTS_ARMED) failpointPath(path);
-    const route = this.routes.match(path);
+    // Routes, policy and the audit line see the path without `;` parameters (they may carry
+    // a session id); `path` also holds what goes upstream, from the same normalization.
+    const matched = matchView(path);
+    if (FAILPOINTS_ARMED) failpointPath(matched);
+    const route = this.routes.match(matched);
+    // A path with parameters (an object) may only use a route that allows them.
+    if (typeof path !== 'string' && route !== undefined && !route.allowPathParameters) return ex.answer('bad_path');
+    ex.path = matched;
     if (route === undefined) return ex.answer('not_found');
     ex.route = route.name;
     failpoint('handler');
@@ -297,7 +302,7 @@ export class Pipeline {
           // lockout); overload and unavailability are the gateway's, not the client's.
           const invalid = !result.ok && result.code === 'invalid_token' && result.reason !== 'unknown_kid';
           if (admitted && this.rateLimits.settleVerification(ex.client, invalid)) this.sprayingBlocked(ex.client);
-          failpoint('after-verify', path);
+          failpoint('after-verify', ex.path ?? '');
           this.authorize(ex, snap, route, path, result, true);
         }),
       (err: unknown) => {
@@ -326,7 +331,7 @@ export class Pipeline {
   }
 
   /** `settled`: the verification's outcome was already counted toward spraying. */
-  private authorize(ex: Exchange, snap: RequestSnapshot, route: CompiledRoute, path: string, result: VerifyResult, settled = false): void {
+  private authorize(ex: Exchange, snap: RequestSnapshot, route: CompiledRoute, path: NormalizedPath, result: VerifyResult, settled = false): void {
     if (ex.done) return;
     if (!result.ok) {
       if (result.code === 'invalid_token') return this.tokenFailed(ex, result.reason, !settled);
@@ -350,7 +355,7 @@ export class Pipeline {
     this.forward(ex, snap, route, path, principal);
   }
 
-  private forward(ex: Exchange, snap: RequestSnapshot, route: CompiledRoute, path: string, principal: Principal | null): void {
+  private forward(ex: Exchange, snap: RequestSnapshot, route: CompiledRoute, path: NormalizedPath, principal: Principal | null): void {
     const pool = this.pools.get(route.upstream);
     const target = upstreamPath(route, pool.upstream.basePath, path);
     const headers = this.rewriter.rewrite(

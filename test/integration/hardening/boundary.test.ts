@@ -44,7 +44,8 @@ afterAll(async () => {
 async function internalErrors(): Promise<number> {
   const text = await (await request(`${gw.adminUrl}/metrics`)).body.text();
   const line = text.split('\n').find((l) => l.startsWith('mfa_gateway_internal_errors_total '));
-  return Number(line?.split(' ')[1] ?? NaN);
+  if (line === undefined) throw new Error('mfa_gateway_internal_errors_total is not exported');
+  return Number(line.split(' ')[1]);
 }
 
 async function get(path: string, token?: string): Promise<{ status: number; body: Record<string, unknown>; id: string }> {

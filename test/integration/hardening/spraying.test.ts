@@ -63,7 +63,8 @@ async function call(client: string, token: string): Promise<number> {
 async function metric(series: string): Promise<number> {
   const text = await (await request(`${gw.adminUrl}/metrics`)).body.text();
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return Number(line?.split(' ')[1] ?? 0);
+  if (line === undefined) throw new Error(`${series} is not exported`);
+  return Number(line.split(' ')[1]);
 }
 const verifiedInvalid = () => metric('mfa_gateway_verification_duration_seconds_count{outcome="invalid"}');
 

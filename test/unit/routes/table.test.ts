@@ -1,32 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { tmpdir } from 'node:os';
 import { compileConfig } from '../../../src/config/load.js';
-import type { CompiledRoute } from '../../../src/config/types.js';
 import { normalizePath } from '../../../src/routes/normalize.js';
 import { buildRouteTable, upstreamPath } from '../../../src/routes/table.js';
-
-/** A route as src/config/load.ts compiles it; only the fields matching and stripping read matter. */
-function route(path: string, stripPrefix = false): CompiledRoute {
-  return {
-    name: path,
-    path,
-    prefix: path.endsWith('/') ? path.slice(0, -1) : path,
-    methods: null,
-    allow: '',
-    upstream: 'u',
-    stripPrefix,
-    forwardAuthorization: true,
-    policy: {
-      auth: 'none',
-      issuers: null,
-      roles: [],
-      scopes: [],
-      groups: [],
-      mfa: { amr: ['mfa'], acr: [], maxAgeSec: 3600 },
-      requiredAcr: [],
-    },
-  };
-}
+import { route } from './route.js';
 
 // Listed shortest first on purpose: compileConfig sorts, so the table sees longest first.
 const config = compileConfig(
@@ -103,6 +80,45 @@ describe('buildRouteTable', () => {
   });
 });
 
+describe('path parameters in the compiled routes', () => {
+  const compile = (server: object, routes: object[]) =>
+    compileConfig({ server, upstreams: { u: { url: 'http://127.0.0.1:1' } }, routes }, tmpdir());
+
+  it('are refused by default, on every route, and the table says no route takes them', () => {
+    const c = compile({}, [{ path: '/a/', upstream: 'u', auth: 'none' }]);
+    expect(c.server.pathParameters).toBe('reject');
+    expect(c.routes[0]!.allowPathParameters).toBe(false);
+    expect(buildRouteTable(c.routes).pathParameters).toBe(false);
+  });
+
+  it('follow server.pathParameters unless the route sets its own', () => {
+    const routes = [
+      { path: '/a/', upstream: 'u', auth: 'none' },
+      { path: '/b/', upstream: 'u', auth: 'none', pathParameters: 'allow' },
+      { path: '/c/', upstream: 'u', auth: 'none', pathParameters: 'reject' },
+    ];
+    const allowed = (c: ReturnType<typeof compile>) => Object.fromEntries(c.routes.map((r) => [r.path, r.allowPathParameters]));
+    const rejecting = compile({ pathParameters: 'reject' }, routes);
+    expect(allowed(rejecting)).toEqual({ '/a/': false, '/b/': true, '/c/': false });
+    expect(buildRouteTable(rejecting.routes).pathParameters).toBe(true);
+    const allowing = compile({ pathParameters: 'allow' }, routes);
+    expect(allowing.server.pathParameters).toBe('allow');
+    expect(allowed(allowing)).toEqual({ '/a/': true, '/b/': true, '/c/': false });
+    // Global allow, but every route refuses: the normalizer may refuse `;` itself.
+    expect(buildRouteTable(compile({ pathParameters: 'allow' }, [routes[2]!]).routes).pathParameters).toBe(false);
+  });
+
+  it('reject a value other than reject / allow, and a route path with `;`', () => {
+    expect(() => compile({ pathParameters: 'strip' }, [{ path: '/a/', upstream: 'u', auth: 'none' }])).toThrow(
+      /server\.pathParameters: Invalid option: expected one of "reject"\|"allow"/,
+    );
+    expect(() => compile({}, [{ path: '/a/', upstream: 'u', auth: 'none', pathParameters: true }])).toThrow(/routes\[0\]\.pathParameters: /);
+    expect(() => compile({ pathParameters: 'allow' }, [{ path: '/a;x/', upstream: 'u', auth: 'none' }])).toThrow(
+      /routes\[0\]\.path: must be a normalized path \(RFC 3986 pchar only; no ;, /,
+    );
+  });
+});
+
 describe('upstreamPath', () => {
   it('keeps the path when stripPrefix is off, prepending the base path', () => {
     expect(upstreamPath(route('/orders/'), '', '/orders/1')).toBe('/orders/1');
@@ -127,6 +143,26 @@ describe('upstreamPath', () => {
 
   it('never cuts a path mid-segment', () => {
     expect(upstreamPath(route('/orders/', true), '', '/ordersX/1')).toBe('/ordersX/1');
+  });
+
+  it('sends the upstream view of a path with parameters, matching the prefix on the match view', () => {
+    const api = { match: '/api/admin/users', upstream: '/api/admin;x=1/users' };
+    expect(upstreamPath(route('/api/admin/'), '', api)).toBe('/api/admin;x=1/users');
+    expect(upstreamPath(route('/api/admin/'), '/v1', api)).toBe('/v1/api/admin;x=1/users');
+    // Dot segments and their parameters are gone from both views already.
+    expect(upstreamPath(route('/orders/'), '', { match: '/orders/1', upstream: '/orders/1' })).toBe('/orders/1');
+  });
+
+  it('strips the prefix of a path with parameters as whole segments, parameters included', () => {
+    const r = route('/api/admin/', true);
+    expect(upstreamPath(r, '', { match: '/api/admin/users', upstream: '/api/admin;x=1/users' })).toBe('/users');
+    expect(upstreamPath(r, '', { match: '/api/admin/users/7', upstream: '/api;a/admin/users;b=2/7' })).toBe('/users;b=2/7');
+    expect(upstreamPath(r, '', { match: '/api/admin', upstream: '/api/admin;x' })).toBe('/');
+    expect(upstreamPath(r, '', { match: '/api/admin/', upstream: '/api/admin;x/' })).toBe('/');
+    expect(upstreamPath(r, '/v1', { match: '/api/admin/u', upstream: '/api/admin;x/u;y' })).toBe('/v1/u;y');
+    expect(upstreamPath(route('/', true), '', { match: '/a/b', upstream: '/a;x/b' })).toBe('/a;x/b');
+    // Not under the prefix (by the match view): nothing is cut.
+    expect(upstreamPath(r, '', { match: '/api/adminX/u', upstream: '/api/adminX;x/u' })).toBe('/api/adminX;x/u');
   });
 
   it('works with the compiled config and the upstream base path from the URL', () => {
