@@ -18,6 +18,8 @@ export type TokenFailureReason =
   | 'wrong_typ'
   | 'crit_unsupported'
   | 'claim_invalid'
+  | 'sub_missing'
+  | 'claim_unrenderable'
   | 'issuer_not_allowed';
 
 export interface TokenFailure {

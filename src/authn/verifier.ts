@@ -10,13 +10,14 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { decodeJwt, decodeProtectedHeader, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { Piscina } from 'piscina';
 import type { CompiledConfig, CompiledIssuer } from '../config/types.js';
-import { principalFrom } from '../authz/claims.js';
+import { refreezePrincipal, type Principal } from '../authz/claims.js';
 import { GatewayError } from '../errors.js';
+import { jwsForm } from './extract.js';
 import { tokenFailure } from './failures.js';
+import { decodeJsonSegment } from './jws.js';
 import { KEY_MISMATCH, KeyStore, NO_KEYS, UNKNOWN_KID, type StoredKey } from './jwks.js';
 import type { TokenFailure, TokenFailureReason, TokenSuccess, Verifier, VerifierStats, VerifyResult } from './types.js';
 import verifyTask, { type VerifyTask, type VerifyTaskResult } from './worker/verify.js';
@@ -78,6 +79,8 @@ const NEGATIVE_REASONS: ReadonlySet<string> = new Set<TokenFailureReason>([
   'wrong_typ',
   'crit_unsupported',
   'claim_invalid',
+  'sub_missing',
+  'claim_unrenderable',
   'alg_not_allowed',
   'malformed',
   'unknown_issuer',
@@ -117,7 +120,7 @@ interface Slot<T> {
 const QUEUE_FULL = /^(Task queue is at limit|No task queue available)/;
 
 /**
- * Builds the verifier for a compiled config (issue 3, DESIGN.md "Verification").
+ * Builds the verifier for a compiled config (issue 3, README "Token verification").
  * `threads: 0` verifies on the main thread with the same task code the workers run.
  */
 export function createVerifier(config: CompiledConfig, options: VerifierOptions = {}): Verifier {
@@ -177,7 +180,7 @@ class TokenVerifier implements Verifier {
         filename: file.href,
         minThreads: this.cfg.threads,
         maxThreads: this.cfg.threads,
-        // Bounded (STYLE.md "Bound everything"): beyond it, 503 rather than an ever longer wait.
+        // Bounded: beyond it, 503 rather than an ever longer wait.
         maxQueue: this.cfg.maxQueue,
       });
       // A worker that dies outside a task must not become an unhandled 'error' event
@@ -218,6 +221,20 @@ class TokenVerifier implements Verifier {
     if (token.length > this.cfg.maxTokenBytes) return Promise.resolve(TOO_LARGE);
     const cached = this.lookup(token);
     if (cached !== undefined) return Promise.resolve(cached);
+    // One spelling per token (RFC 7515 §2, RFC 4648 §3.5), checked on a miss only: a
+    // cached token passed it on its way in, so a hit does no per-character work. Not
+    // negative-cached: the scan costs less than a cache entry, and a flood of garbage
+    // must not push the remembered forgeries out.
+    switch (jwsForm(token)) {
+      case 'jws':
+        break;
+      case 'non_canonical':
+        return Promise.resolve(MALFORMED);
+      case 'opaque':
+        // Not a JWS compact token. Opaque tokens would go to introspection (RFC 7662),
+        // which no issuer offers yet.
+        return Promise.resolve(MALFORMED);
+    }
     // Concurrent misses for one token share one verification (single flight).
     let pending = this.inflight.get(token);
     if (pending === undefined) {
@@ -270,25 +287,25 @@ class TokenVerifier implements Verifier {
     };
   }
 
-  /** A token seen for the first time: pick issuer and key here, verify in the pool. */
+  /** A canonical JWS seen for the first time: pick issuer and key here, verify in the pool. */
   private async verifyMiss(token: string): Promise<VerifyResult> {
-    let header: ProtectedHeaderParameters;
-    let payload: JWTPayload;
-    try {
-      // Decoded without trust, only to find the issuer (`iss`) and its key (`kid`, `alg`);
-      // everything is checked again, signature first, by jwtVerify.
-      header = decodeProtectedHeader(token);
-      payload = decodeJwt(token);
-    } catch {
-      return MALFORMED;
-    }
-    const runtime = typeof payload.iss === 'string' ? this.byIss.get(payload.iss) : undefined;
+    // Decoded without trust, only to find the issuer (`iss`) and its key (`kid`, `alg`);
+    // everything is checked again, signature first, by jwtVerify. The nesting cap
+    // applies here, before JSON.parse, and so to every token a worker ever sees.
+    const dot1 = token.indexOf('.');
+    const dot2 = token.indexOf('.', dot1 + 1);
+    const header = decodeJsonSegment(token, 0, dot1);
+    const payload = header === null ? null : decodeJsonSegment(token, dot1 + 1, dot2);
+    // Remembered: decoding up to 64 KiB again on every replay would cost more than the entry.
+    if (header === null || payload === null) return this.remember(token, MALFORMED);
+    const iss = payload['iss'];
+    const runtime = typeof iss === 'string' ? this.byIss.get(iss) : undefined;
     if (runtime === undefined) return UNKNOWN_ISSUER;
     const { issuer, store } = runtime;
-    const alg = header.alg;
+    const alg = header['alg'];
     // RFC 8725 §3.1: `none` and HS* never reach a key, whatever the allowlist says.
     if (typeof alg !== 'string' || alg === 'none' || alg.startsWith('HS') || !issuer.algorithms.includes(alg)) return ALG_NOT_ALLOWED;
-    const kid = header.kid;
+    const kid = header['kid'];
     if (kid !== undefined && typeof kid !== 'string') return MALFORMED;
 
     let key = store.select(alg, kid);
@@ -319,6 +336,8 @@ class TokenVerifier implements Verifier {
       alg,
       algorithms: issuer.algorithms,
       issuer: issuer.issuer,
+      issuerName: issuer.name,
+      claims: issuer.claims,
       audience: issuer.audience,
       clockToleranceSec: issuer.clockToleranceSec,
       typ: issuer.typ,
@@ -356,18 +375,18 @@ class TokenVerifier implements Verifier {
       if (result.detail !== undefined) this.log('warn', 'unexpected verification error', { issuer: issuer.name, error: result.detail });
       return this.remember(token, tokenFailure(result.reason));
     }
-    return this.accept(token, issuer, result.payload);
+    return this.accept(token, issuer, result.principal);
   }
 
   /** Caches the verified claims (never a decision) until exp, at most maxTtl. */
-  private accept(token: string, issuer: CompiledIssuer, payload: JWTPayload): VerifyResult {
-    const principal = principalFrom(payload as Record<string, unknown>, issuer);
+  private accept(token: string, issuer: CompiledIssuer, received: Principal): VerifyResult {
+    const principal = refreezePrincipal(received);
     const now = this.now();
     const expMs = principal.exp * 1000;
     const entry: CachedSuccess = Object.freeze({
       ok: true as const,
       principal,
-      // TTL = min(exp − now, maxTtl): never past `exp` (DESIGN.md).
+      // TTL = min(exp − now, maxTtl): never past `exp` (README "Cache").
       staleAtMs: Math.min(expMs, now + this.cfg.cacheMaxTtlMs),
       expiredAtMs: (principal.exp + issuer.clockToleranceSec) * 1000,
     });

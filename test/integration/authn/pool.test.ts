@@ -9,12 +9,16 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { JWTPayload } from 'jose';
 // @ts-expect-error dist/ has no declarations (tsconfig.build.json); the shapes are src/authn's.
 import { createVerifier as createBuiltVerifier } from '../../../dist/authn/verifier.js';
+// @ts-expect-error as above
+import verifyBuiltTask from '../../../dist/authn/worker/verify.js';
 import type { createVerifier as CreateVerifier } from '../../../src/authn/verifier.js';
+import type verifyTaskType from '../../../src/authn/worker/verify.js';
 import type { Verifier, VerifyResult } from '../../../src/authn/types.js';
-import { b64, configWith, makeKey, sign, signRawRs256, startIdp, testClock, type IdpServer, type TestKey } from './idp.js';
+import { b64, configWith, deepClaims, makeKey, respellings, sign, signRawRs256, startIdp, testClock, type IdpServer, type TestKey } from './idp.js';
 import { outputSink } from '../leaks.js';
 
 const createVerifier = createBuiltVerifier as typeof CreateVerifier;
+const verifyTask = verifyBuiltTask as typeof verifyTaskType;
 
 let rs: TestKey;
 let ps: TestKey;
@@ -127,6 +131,13 @@ describe('threads: 0 and threads: 2', () => {
       await signRawRs256(rs, { alg: 'RS256', kid: 'rs-1', typ: 'at+jwt', crit: ['urn:x'], 'urn:x': 1 }, claims()),
       'not.a.jwt',
       'garbage',
+      ...respellings(good),
+      await sign(rs, { ...claims(), sub: undefined }),
+      await sign(rs, claims({ iat: clock.sec() + 31 })),
+      await sign(rs, claims({ iat: 'now' as unknown as number })),
+      await sign(rs, claims({ sub: 'alice\ud800' })),
+      await sign(es, claims({ realm_access: { roles: ['\udfff'] } })),
+      await signRawRs256(rs, { alg: 'RS256', kid: 'rs-1', typ: 'at+jwt' }, deepClaims(claims(), 32)),
     ];
     const inline = await started({ threads: 0 });
     const pooled = await started({ threads: 2 });
@@ -135,7 +146,7 @@ describe('threads: 0 and threads: 2', () => {
     expect(b.map(view)).toEqual(a.map(view));
     // The set exercises both outcomes and many reasons.
     expect(a.filter((r) => r.ok).length).toBe(6);
-    expect(new Set(a.filter((r) => !r.ok).map((r) => !r.ok && r.reason)).size).toBeGreaterThanOrEqual(10);
+    expect(new Set(a.filter((r) => !r.ok).map((r) => !r.ok && r.reason)).size).toBeGreaterThanOrEqual(13);
     expect(pooled.stats!().verifications).toBe(inline.stats!().verifications);
     // And the cache answers the same afterwards.
     expect(tokens.map((t) => pooled.lookup(t)).map((r) => r && view(r))).toEqual(tokens.map((t) => inline.lookup(t)).map((r) => r && view(r)));
@@ -182,6 +193,53 @@ describe('the worker pool', () => {
     const token = await sign(rs, claims());
     await v.close();
     expect(await v.verify(token)).toMatchObject({ ok: false, code: 'verifier_unavailable' });
+  });
+});
+
+describe('the worker answers with the principal, never the payload', () => {
+  it('a built worker task returns the principal the policy needs and nothing of the rest of the payload', async () => {
+    const token = await sign(rs, claims({ secret_note: 'not for the main thread', nested: { a: { b: [1, 2, 3] } } }));
+    const c = config({ threads: 0 }).issuers[0]!;
+    const result = await verifyTask({
+      token,
+      jwk: rs.jwk,
+      keyId: 'rs-1-thumbprint',
+      alg: 'RS256',
+      algorithms: c.algorithms,
+      issuer: c.issuer,
+      issuerName: c.name,
+      claims: c.claims,
+      audience: c.audience,
+      clockToleranceSec: c.clockToleranceSec,
+      typ: c.typ,
+      nowMs: clock.now(),
+    });
+    expect(result).toEqual({
+      ok: true,
+      principal: {
+        issuer: 'corp',
+        iss: idp.issuer,
+        subject: 'alice',
+        exp: clock.sec() + 600,
+        amr: ['pwd', 'otp'],
+        acr: undefined,
+        authTime: undefined,
+        roles: ['orders.reader'],
+        scopes: [],
+        groups: ['ops'],
+      },
+    });
+    expect(JSON.stringify(result)).not.toContain('not for the main thread');
+  });
+
+  it('a pooled principal is as frozen as an inline one, and cached', async () => {
+    const v = await started({ threads: 2 });
+    const token = await sign(rs, claims());
+    const r = await v.verify(token);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    for (const x of [r, r.principal, r.principal.amr, r.principal.roles, r.principal.scopes, r.principal.groups]) expect(Object.isFrozen(x)).toBe(true);
+    expect(v.lookup(token)).toBe(r);
   });
 });
 
