@@ -10,6 +10,7 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
 import { LRUCache } from 'lru-cache';
 import { Piscina } from 'piscina';
 import type { CompiledConfig, CompiledIssuer } from '../config/types.js';
@@ -19,8 +20,8 @@ import { jwsForm } from './extract.js';
 import { tokenFailure } from './failures.js';
 import { decodeJsonSegment } from './jws.js';
 import { KEY_MISMATCH, KeyStore, NO_KEYS, UNKNOWN_KID, type StoredKey } from './jwks.js';
-import type { TokenFailure, TokenFailureReason, TokenSuccess, Verifier, VerifierStats, VerifyResult } from './types.js';
-import verifyTask, { type VerifyTask, type VerifyTaskResult } from './worker/verify.js';
+import type { TokenFailure, TokenFailureReason, TokenSuccess, Verifier, VerifierReadiness, VerifierStats, VerifyResult } from './types.js';
+import { PROBE_ANSWER, verifyToken, type ProbeTask, type VerifyTask, type VerifyTaskResult } from './worker/verify.js';
 
 export interface VerifierOptions {
   /** Milliseconds since the epoch; the injected clock of the caches, `exp`/`nbf` checks and cooldowns. */
@@ -38,6 +39,11 @@ export interface VerifierOptions {
    * succeeded: the gateway feeds `metrics.jwksFetch` with it (JWKS fetches and failures per issuer).
    */
   onKeyFetch?: (issuer: string, ok: boolean) => void;
+  /**
+   * Called when a pool verification is abandoned after `verifier.taskTimeout`: the
+   * gateway counts it (`mfa_gateway_verifier_timeouts_total`).
+   */
+  onTaskTimeout?: () => void;
 }
 
 /**
@@ -119,6 +125,9 @@ interface Slot<T> {
 /** Piscina rejects a task it has no room for with one of these (piscina/dist/errors.js). */
 const QUEUE_FULL = /^(Task queue is at limit|No task queue available)/;
 
+const POOL_OK: VerifierReadiness['pool'] = Object.freeze({ ok: true });
+const PROBE: ProbeTask = Object.freeze({ probe: true });
+
 /**
  * Builds the verifier for a compiled config (issue 3, README "Token verification").
  * `threads: 0` verifies on the main thread with the same task code the workers run.
@@ -134,17 +143,30 @@ class TokenVerifier implements Verifier {
   private readonly positive: LRUCache<string, Slot<CachedSuccess>>;
   private readonly negative: LRUCache<string, Slot<TokenFailure>>;
   private readonly inflight = new Map<string, Promise<VerifyResult>>();
-  private readonly pool: Piscina<VerifyTask, VerifyTaskResult> | null;
+  private readonly pool: Piscina<VerifyTask | ProbeTask, VerifyTaskResult | typeof PROBE_ANSWER> | null;
   private readonly abort = new AbortController();
   private readonly cfg: CompiledConfig['verifier'];
+  private readonly onTaskTimeout: () => void;
   private inlineRunning = 0;
   private verifications = 0;
+  private timeouts = 0;
   private closed = false;
+  // Pool health, on the monotonic clock (task timeouts are real time, whatever `now` says).
+  /** Verifications handed to the pool and not settled yet. */
+  private poolRunning = 0;
+  /** When poolRunning last went from 0 to 1. */
+  private poolBusySince = 0;
+  /** When a pool task (a verification or a probe) last came back from a worker. */
+  private lastCompleted = performance.now();
+  /** When the latest task that timed out had been submitted; -Infinity: none has. */
+  private lastTimedOutStart = Number.NEGATIVE_INFINITY;
+  private probing = false;
 
   constructor(config: CompiledConfig, options: VerifierOptions) {
     this.cfg = config.verifier;
     this.now = options.now ?? Date.now;
     this.log = options.log ?? (() => {});
+    this.onTaskTimeout = options.onTaskTimeout ?? (() => {});
     const fetch = options.fetch ?? globalThis.fetch;
     for (const issuer of config.issuers) {
       const store = new KeyStore(issuer, {
@@ -176,11 +198,11 @@ class TokenVerifier implements Verifier {
       if (!existsSync(fileURLToPath(file))) {
         throw new GatewayError('VERIFIER_WORKER_MISSING', `verifier worker ${fileURLToPath(file)} not found (run npm run build)`);
       }
-      this.pool = new Piscina<VerifyTask, VerifyTaskResult>({
+      this.pool = new Piscina<VerifyTask | ProbeTask, VerifyTaskResult | typeof PROBE_ANSWER>({
         filename: file.href,
         minThreads: this.cfg.threads,
         maxThreads: this.cfg.threads,
-        // Bounded: beyond it, 503 rather than an ever longer wait.
+        // Bounded: beyond it, 503 rather than an ever longer wait (enforced in runInPool too).
         maxQueue: this.cfg.maxQueue,
       });
       // A worker that dies outside a task must not become an unhandled 'error' event
@@ -248,15 +270,59 @@ class TokenVerifier implements Verifier {
     await Promise.all([...this.byIss.values()].map((r) => r.store.load()));
   }
 
-  readiness(): { ready: boolean; issuers: Record<string, { ok: boolean; error?: string; fetchedAt?: number }> } {
-    const issuers: Record<string, { ok: boolean; error?: string; fetchedAt?: number }> = {};
+  readiness(): VerifierReadiness {
+    const issuers: VerifierReadiness['issuers'] = {};
     let ready = true;
     for (const { issuer, store } of this.byIss.values()) {
       const s = store.status();
       issuers[issuer.name] = s;
       if (!s.ok) ready = false;
     }
-    return { ready, issuers };
+    const pool = this.poolHealth();
+    if (!pool.ok) {
+      ready = false;
+      // Learn whether a worker answers again without waiting for traffic, which a
+      // not-ready gateway may no longer get.
+      this.probe();
+    }
+    return { ready, issuers, pool };
+  }
+
+  /**
+   * The pool is stalled when it stops completing tasks: a verification has waited
+   * longer than the task timeout with none completed meanwhile, or one timed out and
+   * none has completed since it was submitted. Timeouts alone do not make it stalled
+   * while other tasks complete (one slow worker, or an overloaded queue).
+   */
+  private poolHealth(): VerifierReadiness['pool'] {
+    if (this.pool === null || this.closed) return POOL_OK;
+    const limit = this.cfg.taskTimeoutMs;
+    if (this.lastTimedOutStart > this.lastCompleted) {
+      return { ok: false, error: `worker pool stalled: a verification timed out after ${limit} ms and none has completed since` };
+    }
+    const quiet = performance.now() - Math.max(this.poolBusySince, this.lastCompleted);
+    if (this.poolRunning > 0 && quiet > limit) {
+      return { ok: false, error: `worker pool stalled: ${this.poolRunning} verifications pending, none completed for ${Math.round(quiet)} ms` };
+    }
+    return POOL_OK;
+  }
+
+  /** One task at a time that verifies nothing; its answer counts as a completion. */
+  private probe(): void {
+    if (this.probing || this.pool === null || this.closed) return;
+    this.probing = true;
+    const started = performance.now();
+    const signal = AbortSignal.timeout(this.cfg.taskTimeoutMs);
+    this.pool.run(PROBE, { signal }).then(
+      (answer) => {
+        if (answer === PROBE_ANSWER) this.lastCompleted = performance.now();
+      },
+      () => {
+        if (signal.aborted) this.lastTimedOutStart = Math.max(this.lastTimedOutStart, started);
+      },
+    ).finally(() => {
+      this.probing = false;
+    });
   }
 
   async close(): Promise<void> {
@@ -284,6 +350,7 @@ class TokenVerifier implements Verifier {
       keyFetches,
       keyFetchFailures,
       pending: this.inflight.size,
+      timeouts: this.timeouts,
     };
   }
 
@@ -350,20 +417,15 @@ class TokenVerifier implements Verifier {
       if (this.inlineRunning >= this.cfg.maxQueue) return OVERLOADED;
       this.inlineRunning++;
       try {
-        result = await verifyTask(task);
+        result = await verifyToken(task);
       } finally {
         this.inlineRunning--;
       }
     } else {
-      try {
-        result = await this.pool.run(task);
-      } catch (err) {
-        const message = (err as Error)?.message ?? String(err);
-        if (QUEUE_FULL.test(message)) return OVERLOADED;
-        // A crashed worker or a destroyed pool: this request gets 503, Piscina starts a new worker.
-        if (!this.closed) this.log('error', 'verifier worker task failed', { issuer: issuer.name, error: message });
-        return UNAVAILABLE;
-      }
+      const answer = await this.runInPool(task, issuer);
+      // No answer from a worker: overloaded or unavailable (503), never cached.
+      if ('code' in answer) return answer;
+      result = answer;
     }
     this.verifications++;
     if (this.closed) return UNAVAILABLE;
@@ -376,6 +438,47 @@ class TokenVerifier implements Verifier {
       return this.remember(token, tokenFailure(result.reason));
     }
     return this.accept(token, issuer, result.principal);
+  }
+
+  /**
+   * One verification in the pool, abandoned after `verifier.taskTimeout`: Piscina then
+   * rejects the task and ends the worker running it (a wedged worker is replaced, not
+   * waited for). The worker's answer, or the 503 failure when there was none.
+   */
+  private async runInPool(task: VerifyTask, issuer: CompiledIssuer): Promise<VerifyTaskResult | TokenFailure> {
+    const pool = this.pool!;
+    // The pool's own maxQueue does not hold here: Piscina 5 parks a task that has an
+    // abort signal and finds no free worker in a second, unbounded queue that maxQueue
+    // never counts. So the bound is kept here: a worker's task each, plus maxQueue waiting.
+    if (this.poolRunning >= this.cfg.threads + this.cfg.maxQueue) return OVERLOADED;
+    const started = performance.now();
+    if (this.poolRunning++ === 0) this.poolBusySince = started;
+    const signal = AbortSignal.timeout(this.cfg.taskTimeoutMs);
+    try {
+      const answer = await pool.run(task, { signal });
+      this.lastCompleted = performance.now();
+      return answer as VerifyTaskResult;
+    } catch (err) {
+      if (this.closed) return UNAVAILABLE;
+      if (signal.aborted) {
+        this.timeouts++;
+        this.lastTimedOutStart = Math.max(this.lastTimedOutStart, started);
+        this.log('error', 'verifier task timed out', { issuer: issuer.name, timeoutMs: this.cfg.taskTimeoutMs });
+        try {
+          this.onTaskTimeout();
+        } catch {
+          // A failing metrics callback must not turn a timeout into something else.
+        }
+        return UNAVAILABLE;
+      }
+      const message = (err as Error)?.message ?? String(err);
+      if (QUEUE_FULL.test(message)) return OVERLOADED;
+      // A crashed worker: this request gets 503, Piscina starts a new worker.
+      this.log('error', 'verifier worker task failed', { issuer: issuer.name, error: message });
+      return UNAVAILABLE;
+    } finally {
+      this.poolRunning--;
+    }
   }
 
   /** Caches the verified claims (never a decision) until exp, at most maxTtl. */

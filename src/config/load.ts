@@ -255,6 +255,7 @@ function compileParsed(raw: RawConfig, baseDir: string): CompiledConfig {
       negativeMax: cache.negativeMax,
       jwksCooldownMs: ms(raw.verifier.jwksCooldown),
       jwksTimeoutMs: ms(raw.verifier.jwksTimeout),
+      taskTimeoutMs: ms(raw.verifier.taskTimeout),
     },
     issuers,
     upstreams,

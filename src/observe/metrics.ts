@@ -60,6 +60,8 @@ export interface Metrics {
   /** An address became blocked for token spraying (once per block). */
   sprayingBlocked(): void;
   jwksFetch(issuer: string, ok: boolean): void;
+  /** A pool verification abandoned after `verifier.taskTimeout` (answered 503). */
+  verifierTimeout(): void;
   setCollectors(c: Collectors): void;
   /** The exposition text for /metrics. */
   text(): Promise<{ contentType: string; body: string }>;
@@ -168,7 +170,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   const limited = new CellFamily<CounterCell>(`${PREFIX}rate_limited_total`, 'Requests answered 429, by limit: address, subject, or spraying (a blocked address).', 'counter');
   const sprayBlocks = new CellFamily<CounterCell>(`${PREFIX}spraying_blocks_total`, 'Addresses blocked for sending too many invalid tokens.', 'counter');
   const jwks = new CellFamily<CounterCell>(`${PREFIX}jwks_fetches_total`, 'Key-set fetches per issuer, by result (ok or error).', 'counter');
-  for (const f of [requests, requestTime, verifyTime, upstreamTime, cacheLookups, limited, sprayBlocks, jwks]) register(f);
+  const verifierTimeouts = new CellFamily<CounterCell>(`${PREFIX}verifier_timeouts_total`, 'Token verifications abandoned after verifier.taskTimeout (answered 503).', 'counter');
+  for (const f of [requests, requestTime, verifyTime, upstreamTime, cacheLookups, limited, sprayBlocks, jwks, verifierTimeouts]) register(f);
 
   const routeNames = new NameLabels();
   const upstreamNames = new NameLabels();
@@ -197,6 +200,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     spraying: limited.add(new CounterCell({ kind: 'spraying' })),
   };
   const sprayCell = sprayBlocks.add(new CounterCell({}));
+  const verifierTimeoutCell = verifierTimeouts.add(new CounterCell({}));
   const jwksCells = new Map<string, { ok: CounterCell; error: CounterCell }>();
 
   const routeLabel = (route: string | null): string => (route === null ? NO_ROUTE : routeNames.bound(route));
@@ -315,6 +319,9 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
         }
       }
       (ok ? cells.ok : cells.error).value++;
+    },
+    verifierTimeout() {
+      verifierTimeoutCell.value++;
     },
     setCollectors(c) {
       collectors = c;

@@ -38,6 +38,14 @@ export interface VerifyTask {
   readonly nowMs: number;
 }
 
+/**
+ * A task that verifies nothing: the verifier sends one when the pool looks stalled, to
+ * learn whether a worker answers again (readiness recovers without waiting for traffic).
+ */
+export interface ProbeTask {
+  readonly probe: true;
+}
+
 export type VerifyTaskResult =
   | { readonly ok: true; readonly principal: Principal }
   | {
@@ -47,6 +55,9 @@ export type VerifyTaskResult =
       /** Error name/code for the log when jose failed in an unexpected way; never token text. */
       readonly detail?: string;
     };
+
+/** The answer to a {@link ProbeTask}. */
+export const PROBE_ANSWER = 'probe' as const;
 
 // Imported CryptoKeys by alg + thumbprint. A WebCrypto key is bound to one algorithm
 // (RSASSA-PKCS1-v1_5 vs RSA-PSS), so the same RSA JWK imports once per alg.
@@ -73,7 +84,13 @@ async function keyFor(task: VerifyTask): Promise<CryptoKey> {
  * the principal (`sub` required, claims that can be rendered). Never throws: every
  * failure is a reason from the fixed vocabulary.
  */
-export default async function verifyTask(task: VerifyTask): Promise<VerifyTaskResult> {
+export default async function verifyTask(task: VerifyTask | ProbeTask): Promise<VerifyTaskResult | typeof PROBE_ANSWER> {
+  if ('probe' in task) return PROBE_ANSWER;
+  return verifyToken(task);
+}
+
+/** {@link verifyTask} for a real task (the main thread calls it directly with threads 0). */
+export async function verifyToken(task: VerifyTask): Promise<VerifyTaskResult> {
   let key: CryptoKey;
   try {
     key = await keyFor(task);

@@ -374,7 +374,7 @@ describe('keys', () => {
       for (let i = 0; i < 20; i++) expect((await h.v.verify(await sign(i % 2 ? rs : es, h.claims()))).ok).toBe(true);
       expect(server.discoveryHits()).toBe(1);
       expect(server.jwksHits()).toBe(1);
-      expect(h.v.readiness()).toEqual({ ready: true, issuers: { corp: { ok: true, fetchedAt: h.clock.now() } } });
+      expect(h.v.readiness()).toEqual({ ready: true, issuers: { corp: { ok: true, fetchedAt: h.clock.now() } }, pool: { ok: true } });
     } finally {
       await server.close();
     }
