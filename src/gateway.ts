@@ -75,6 +75,7 @@ export async function startGateway(config: CompiledConfig, options: GatewayOptio
           ...(options.fetch ? { fetch: options.fetch } : {}),
           log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => logger[level](fields ?? {}, msg),
           onKeyFetch: (issuer: string, ok: boolean) => metrics.jwksFetch(issuer, ok),
+          onTaskTimeout: () => metrics.verifierTimeout(),
         })
       : null;
   await verifier?.start();
@@ -150,9 +151,12 @@ export async function startGateway(config: CompiledConfig, options: GatewayOptio
     publicSocket = pub.socket;
     const adminApp = mountAdmin(uws.App(), {
       ready: () => {
-        const keys = verifier?.readiness() ?? { ready: true, issuers: {} };
+        const keys = verifier?.readiness() ?? { ready: true, issuers: {}, pool: { ok: true } };
         const listening = publicSocket !== null && !pipeline.draining;
-        return { ready: listening && keys.ready, checks: { listening, config: 'loaded', upstreams: [...config.upstreams.keys()], issuers: keys.issuers } };
+        return {
+          ready: listening && keys.ready,
+          checks: { listening, config: 'loaded', upstreams: [...config.upstreams.keys()], issuers: keys.issuers, verifier: keys.pool },
+        };
       },
       metrics: () => metrics.text(),
     });

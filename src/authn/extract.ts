@@ -94,6 +94,76 @@ export function isB64Token(token: string): boolean {
   return true;
 }
 
+/**
+ * What a b64token is, for sending it to the check that applies to it:
+ * - `jws`: a JWS compact serialization (RFC 7515 §7.1, three segments) in which every
+ *   segment is canonical unpadded base64url, so the token has exactly one spelling;
+ * - `non_canonical`: three segments, but one is not canonical base64url: another
+ *   spelling of some bytes (or no base64url at all);
+ * - `opaque`: not three segments (an opaque token, or a JWE's five): no JWT.
+ */
+export type TokenForm = 'jws' | 'non_canonical' | 'opaque';
+
+/**
+ * The base64url alphabet (RFC 4648 §5) to its 6-bit values; -1 elsewhere. `+`, `/` and
+ * `=` are not in it: the standard alphabet and padding are other spellings of the same bytes.
+ */
+const B64URL = new Int8Array(128).fill(-1);
+for (let v = 0; v < 64; v++) {
+  B64URL['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.charCodeAt(v)] = v;
+}
+const DOT = 0x2e;
+
+/**
+ * Classifies a token by its segments, without decoding any of them: one charCode scan,
+ * no allocation (the verifier runs it on every cache miss, before anything is decoded).
+ *
+ * jose decodes base64url leniently: it accepts `=` padding, the standard alphabet's `+`
+ * and `/`, and any value of the unused low bits of a segment's last character. Each such
+ * spelling of one signed token would get its own cache entry and audit hash, so a
+ * deny-list or replay check keyed on the token would miss the others. JWS segments are
+ * unpadded base64url (RFC 7515 §2), and only the canonical encoding (RFC 4648 §3.5: the
+ * pad bits are zero) is accepted: a segment whose length is 1 mod 4 encodes no whole
+ * byte; one of length 2 mod 4 ends in a character whose low 4 bits are pad bits, one of
+ * 3 mod 4 in one whose low 2 bits are.
+ *
+ * @example jwsForm('eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln') // 'jws'
+ * @example jwsForm('eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2lo') // 'non_canonical' (pad bits set)
+ * @example jwsForm('opaque-token') // 'opaque'
+ */
+export function jwsForm(token: string): TokenForm {
+  const len = token.length;
+  let dots = 0;
+  let canonical = true;
+  let start = 0;
+  for (let i = 0; i <= len; i++) {
+    const c = i < len ? token.charCodeAt(i) : DOT;
+    if (c === DOT) {
+      if (i < len && ++dots > 2) return 'opaque';
+      if (canonical && !canonicalEnd(token, start, i)) canonical = false;
+      start = i + 1;
+    } else if (c >= 128 || B64URL[c]! < 0) {
+      canonical = false;
+    }
+  }
+  if (dots !== 2) return 'opaque';
+  return canonical ? 'jws' : 'non_canonical';
+}
+
+/** Whether the segment [start, end) of alphabet characters ends canonically (RFC 4648 §3.5). */
+function canonicalEnd(token: string, start: number, end: number): boolean {
+  switch ((end - start) & 3) {
+    case 0:
+      return true;
+    case 1:
+      return false;
+    case 2:
+      return (B64URL[token.charCodeAt(end - 1)]! & 0x0f) === 0;
+    default:
+      return (B64URL[token.charCodeAt(end - 1)]! & 0x03) === 0;
+  }
+}
+
 function isOws(c: number): boolean {
   return c === SP || c === HTAB;
 }

@@ -19,6 +19,8 @@ export const FAILURE_DESCRIPTIONS: Readonly<Record<TokenFailure['reason'], strin
   wrong_typ: 'token type not accepted',
   crit_unsupported: 'unsupported critical header',
   claim_invalid: 'claim invalid',
+  sub_missing: 'token has no subject',
+  claim_unrenderable: 'a claim value is not valid Unicode text',
   issuer_not_allowed: 'issuer not allowed on this route',
   verifier_unavailable: 'token verification unavailable',
   overloaded: 'token verification overloaded',

@@ -18,6 +18,8 @@ export type TokenFailureReason =
   | 'wrong_typ'
   | 'crit_unsupported'
   | 'claim_invalid'
+  | 'sub_missing'
+  | 'claim_unrenderable'
   | 'issuer_not_allowed';
 
 export interface TokenFailure {
@@ -51,16 +53,25 @@ export interface Verifier {
   inflight(token: string): boolean;
   /** Fetches every issuer's keys once; resolves even when a fetch fails (readiness reports it). */
   start(): Promise<void>;
-  /** Readiness: false while some issuer has never had a usable key set. */
-  readiness(): { ready: boolean; issuers: Record<string, { ok: boolean; error?: string; fetchedAt?: number }> };
+  /**
+   * Readiness: false while some issuer has never had a usable key set, or while the
+   * worker pool has stopped completing verifications (`pool`; always ok with threads 0).
+   */
+  readiness(): VerifierReadiness;
   close(): Promise<void>;
   /**
    * Gauges for /metrics. `verifications` counts jose verifications that ran (cache misses
    * that reached a signature check), `keyFetches` key-set loads attempted and
-   * `keyFetchFailures` the failed ones, all since start; `pending` is the distinct tokens
-   * being verified right now (single-flight entries).
+   * `keyFetchFailures` the failed ones, `timeouts` the pool tasks that timed out, all
+   * since start; `pending` is the distinct tokens being verified right now (single-flight entries).
    */
   stats?(): VerifierStats;
+}
+
+export interface VerifierReadiness {
+  ready: boolean;
+  issuers: Record<string, { ok: boolean; error?: string; fetchedAt?: number }>;
+  pool: { ok: boolean; error?: string };
 }
 
 export interface VerifierStats {
@@ -76,4 +87,6 @@ export interface VerifierStats {
   keyFetches: number;
   keyFetchFailures: number;
   pending: number;
+  /** Pool verifications abandoned after `verifier.taskTimeout`, since start. */
+  timeouts: number;
 }

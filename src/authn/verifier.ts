@@ -10,16 +10,18 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { decodeJwt, decodeProtectedHeader, type JWTPayload, type ProtectedHeaderParameters } from 'jose';
+import { performance } from 'node:perf_hooks';
 import { LRUCache } from 'lru-cache';
 import { Piscina } from 'piscina';
 import type { CompiledConfig, CompiledIssuer } from '../config/types.js';
-import { principalFrom } from '../authz/claims.js';
+import { refreezePrincipal, type Principal } from '../authz/claims.js';
 import { GatewayError } from '../errors.js';
+import { jwsForm } from './extract.js';
 import { tokenFailure } from './failures.js';
+import { decodeJsonSegment } from './jws.js';
 import { KEY_MISMATCH, KeyStore, NO_KEYS, UNKNOWN_KID, type StoredKey } from './jwks.js';
-import type { TokenFailure, TokenFailureReason, TokenSuccess, Verifier, VerifierStats, VerifyResult } from './types.js';
-import verifyTask, { type VerifyTask, type VerifyTaskResult } from './worker/verify.js';
+import type { TokenFailure, TokenFailureReason, TokenSuccess, Verifier, VerifierReadiness, VerifierStats, VerifyResult } from './types.js';
+import { PROBE_ANSWER, verifyToken, type ProbeTask, type VerifyTask, type VerifyTaskResult } from './worker/verify.js';
 
 export interface VerifierOptions {
   /** Milliseconds since the epoch; the injected clock of the caches, `exp`/`nbf` checks and cooldowns. */
@@ -37,6 +39,11 @@ export interface VerifierOptions {
    * succeeded: the gateway feeds `metrics.jwksFetch` with it (JWKS fetches and failures per issuer).
    */
   onKeyFetch?: (issuer: string, ok: boolean) => void;
+  /**
+   * Called when a pool verification is abandoned after `verifier.taskTimeout`: the
+   * gateway counts it (`mfa_gateway_verifier_timeouts_total`).
+   */
+  onTaskTimeout?: () => void;
 }
 
 /**
@@ -78,6 +85,8 @@ const NEGATIVE_REASONS: ReadonlySet<string> = new Set<TokenFailureReason>([
   'wrong_typ',
   'crit_unsupported',
   'claim_invalid',
+  'sub_missing',
+  'claim_unrenderable',
   'alg_not_allowed',
   'malformed',
   'unknown_issuer',
@@ -116,8 +125,11 @@ interface Slot<T> {
 /** Piscina rejects a task it has no room for with one of these (piscina/dist/errors.js). */
 const QUEUE_FULL = /^(Task queue is at limit|No task queue available)/;
 
+const POOL_OK: VerifierReadiness['pool'] = Object.freeze({ ok: true });
+const PROBE: ProbeTask = Object.freeze({ probe: true });
+
 /**
- * Builds the verifier for a compiled config (issue 3, DESIGN.md "Verification").
+ * Builds the verifier for a compiled config (issue 3, README "Token verification").
  * `threads: 0` verifies on the main thread with the same task code the workers run.
  */
 export function createVerifier(config: CompiledConfig, options: VerifierOptions = {}): Verifier {
@@ -131,17 +143,30 @@ class TokenVerifier implements Verifier {
   private readonly positive: LRUCache<string, Slot<CachedSuccess>>;
   private readonly negative: LRUCache<string, Slot<TokenFailure>>;
   private readonly pending = new Map<string, Promise<VerifyResult>>();
-  private readonly pool: Piscina<VerifyTask, VerifyTaskResult> | null;
+  private readonly pool: Piscina<VerifyTask | ProbeTask, VerifyTaskResult | typeof PROBE_ANSWER> | null;
   private readonly abort = new AbortController();
   private readonly cfg: CompiledConfig['verifier'];
+  private readonly onTaskTimeout: () => void;
   private inlineRunning = 0;
   private verifications = 0;
+  private timeouts = 0;
   private closed = false;
+  // Pool health, on the monotonic clock (task timeouts are real time, whatever `now` says).
+  /** Verifications handed to the pool and not settled yet. */
+  private poolRunning = 0;
+  /** When poolRunning last went from 0 to 1. */
+  private poolBusySince = 0;
+  /** When a pool task (a verification or a probe) last came back from a worker. */
+  private lastCompleted = performance.now();
+  /** When the latest task that timed out had been submitted; -Infinity: none has. */
+  private lastTimedOutStart = Number.NEGATIVE_INFINITY;
+  private probing = false;
 
   constructor(config: CompiledConfig, options: VerifierOptions) {
     this.cfg = config.verifier;
     this.now = options.now ?? Date.now;
     this.log = options.log ?? (() => {});
+    this.onTaskTimeout = options.onTaskTimeout ?? (() => {});
     const fetch = options.fetch ?? globalThis.fetch;
     for (const issuer of config.issuers) {
       const store = new KeyStore(issuer, {
@@ -173,11 +198,11 @@ class TokenVerifier implements Verifier {
       if (!existsSync(fileURLToPath(file))) {
         throw new GatewayError('VERIFIER_WORKER_MISSING', `verifier worker ${fileURLToPath(file)} not found (run npm run build)`);
       }
-      this.pool = new Piscina<VerifyTask, VerifyTaskResult>({
+      this.pool = new Piscina<VerifyTask | ProbeTask, VerifyTaskResult | typeof PROBE_ANSWER>({
         filename: file.href,
         minThreads: this.cfg.threads,
         maxThreads: this.cfg.threads,
-        // Bounded (STYLE.md "Bound everything"): beyond it, 503 rather than an ever longer wait.
+        // Bounded: beyond it, 503 rather than an ever longer wait (enforced in runInPool too).
         maxQueue: this.cfg.maxQueue,
       });
       // A worker that dies outside a task must not become an unhandled 'error' event
@@ -218,6 +243,20 @@ class TokenVerifier implements Verifier {
     if (token.length > this.cfg.maxTokenBytes) return Promise.resolve(TOO_LARGE);
     const cached = this.lookup(token);
     if (cached !== undefined) return Promise.resolve(cached);
+    // One spelling per token (RFC 7515 §2, RFC 4648 §3.5), checked on a miss only: a
+    // cached token passed it on its way in, so a hit does no per-character work. Not
+    // negative-cached: the scan costs less than a cache entry, and a flood of garbage
+    // must not push the remembered forgeries out.
+    switch (jwsForm(token)) {
+      case 'jws':
+        break;
+      case 'non_canonical':
+        return Promise.resolve(MALFORMED);
+      case 'opaque':
+        // Not a JWS compact token. Opaque tokens would go to introspection (RFC 7662),
+        // which no issuer offers yet.
+        return Promise.resolve(MALFORMED);
+    }
     // Concurrent misses for one token share one verification (single flight).
     let pending = this.pending.get(token);
     if (pending === undefined) {
@@ -235,15 +274,59 @@ class TokenVerifier implements Verifier {
     await Promise.all([...this.byIss.values()].map((r) => r.store.load()));
   }
 
-  readiness(): { ready: boolean; issuers: Record<string, { ok: boolean; error?: string; fetchedAt?: number }> } {
-    const issuers: Record<string, { ok: boolean; error?: string; fetchedAt?: number }> = {};
+  readiness(): VerifierReadiness {
+    const issuers: VerifierReadiness['issuers'] = {};
     let ready = true;
     for (const { issuer, store } of this.byIss.values()) {
       const s = store.status();
       issuers[issuer.name] = s;
       if (!s.ok) ready = false;
     }
-    return { ready, issuers };
+    const pool = this.poolHealth();
+    if (!pool.ok) {
+      ready = false;
+      // Learn whether a worker answers again without waiting for traffic, which a
+      // not-ready gateway may no longer get.
+      this.probe();
+    }
+    return { ready, issuers, pool };
+  }
+
+  /**
+   * The pool is stalled when it stops completing tasks: a verification has waited
+   * longer than the task timeout with none completed meanwhile, or one timed out and
+   * none has completed since it was submitted. Timeouts alone do not make it stalled
+   * while other tasks complete (one slow worker, or an overloaded queue).
+   */
+  private poolHealth(): VerifierReadiness['pool'] {
+    if (this.pool === null || this.closed) return POOL_OK;
+    const limit = this.cfg.taskTimeoutMs;
+    if (this.lastTimedOutStart > this.lastCompleted) {
+      return { ok: false, error: `worker pool stalled: a verification timed out after ${limit} ms and none has completed since` };
+    }
+    const quiet = performance.now() - Math.max(this.poolBusySince, this.lastCompleted);
+    if (this.poolRunning > 0 && quiet > limit) {
+      return { ok: false, error: `worker pool stalled: ${this.poolRunning} verifications pending, none completed for ${Math.round(quiet)} ms` };
+    }
+    return POOL_OK;
+  }
+
+  /** One task at a time that verifies nothing; its answer counts as a completion. */
+  private probe(): void {
+    if (this.probing || this.pool === null || this.closed) return;
+    this.probing = true;
+    const started = performance.now();
+    const signal = AbortSignal.timeout(this.cfg.taskTimeoutMs);
+    this.pool.run(PROBE, { signal }).then(
+      (answer) => {
+        if (answer === PROBE_ANSWER) this.lastCompleted = performance.now();
+      },
+      () => {
+        if (signal.aborted) this.lastTimedOutStart = Math.max(this.lastTimedOutStart, started);
+      },
+    ).finally(() => {
+      this.probing = false;
+    });
   }
 
   async close(): Promise<void> {
@@ -271,28 +354,29 @@ class TokenVerifier implements Verifier {
       keyFetches,
       keyFetchFailures,
       pending: this.pending.size,
+      timeouts: this.timeouts,
     };
   }
 
-  /** A token seen for the first time: pick issuer and key here, verify in the pool. */
+  /** A canonical JWS seen for the first time: pick issuer and key here, verify in the pool. */
   private async verifyMiss(token: string): Promise<VerifyResult> {
-    let header: ProtectedHeaderParameters;
-    let payload: JWTPayload;
-    try {
-      // Decoded without trust, only to find the issuer (`iss`) and its key (`kid`, `alg`);
-      // everything is checked again, signature first, by jwtVerify.
-      header = decodeProtectedHeader(token);
-      payload = decodeJwt(token);
-    } catch {
-      return MALFORMED;
-    }
-    const runtime = typeof payload.iss === 'string' ? this.byIss.get(payload.iss) : undefined;
+    // Decoded without trust, only to find the issuer (`iss`) and its key (`kid`, `alg`);
+    // everything is checked again, signature first, by jwtVerify. The nesting cap
+    // applies here, before JSON.parse, and so to every token a worker ever sees.
+    const dot1 = token.indexOf('.');
+    const dot2 = token.indexOf('.', dot1 + 1);
+    const header = decodeJsonSegment(token, 0, dot1);
+    const payload = header === null ? null : decodeJsonSegment(token, dot1 + 1, dot2);
+    // Remembered: decoding up to 64 KiB again on every replay would cost more than the entry.
+    if (header === null || payload === null) return this.remember(token, MALFORMED);
+    const iss = payload['iss'];
+    const runtime = typeof iss === 'string' ? this.byIss.get(iss) : undefined;
     if (runtime === undefined) return UNKNOWN_ISSUER;
     const { issuer, store } = runtime;
-    const alg = header.alg;
+    const alg = header['alg'];
     // RFC 8725 §3.1: `none` and HS* never reach a key, whatever the allowlist says.
     if (typeof alg !== 'string' || alg === 'none' || alg.startsWith('HS') || !issuer.algorithms.includes(alg)) return ALG_NOT_ALLOWED;
-    const kid = header.kid;
+    const kid = header['kid'];
     if (kid !== undefined && typeof kid !== 'string') return MALFORMED;
 
     let key = store.select(alg, kid);
@@ -323,6 +407,8 @@ class TokenVerifier implements Verifier {
       alg,
       algorithms: issuer.algorithms,
       issuer: issuer.issuer,
+      issuerName: issuer.name,
+      claims: issuer.claims,
       audience: issuer.audience,
       clockToleranceSec: issuer.clockToleranceSec,
       typ: issuer.typ,
@@ -335,20 +421,15 @@ class TokenVerifier implements Verifier {
       if (this.inlineRunning >= this.cfg.maxQueue) return OVERLOADED;
       this.inlineRunning++;
       try {
-        result = await verifyTask(task);
+        result = await verifyToken(task);
       } finally {
         this.inlineRunning--;
       }
     } else {
-      try {
-        result = await this.pool.run(task);
-      } catch (err) {
-        const message = (err as Error)?.message ?? String(err);
-        if (QUEUE_FULL.test(message)) return OVERLOADED;
-        // A crashed worker or a destroyed pool: this request gets 503, Piscina starts a new worker.
-        if (!this.closed) this.log('error', 'verifier worker task failed', { issuer: issuer.name, error: message });
-        return UNAVAILABLE;
-      }
+      const answer = await this.runInPool(task, issuer);
+      // No answer from a worker: overloaded or unavailable (503), never cached.
+      if ('code' in answer) return answer;
+      result = answer;
     }
     this.verifications++;
     if (this.closed) return UNAVAILABLE;
@@ -360,18 +441,59 @@ class TokenVerifier implements Verifier {
       if (result.detail !== undefined) this.log('warn', 'unexpected verification error', { issuer: issuer.name, error: result.detail });
       return this.remember(token, tokenFailure(result.reason));
     }
-    return this.accept(token, issuer, result.payload);
+    return this.accept(token, issuer, result.principal);
+  }
+
+  /**
+   * One verification in the pool, abandoned after `verifier.taskTimeout`: Piscina then
+   * rejects the task and ends the worker running it (a wedged worker is replaced, not
+   * waited for). The worker's answer, or the 503 failure when there was none.
+   */
+  private async runInPool(task: VerifyTask, issuer: CompiledIssuer): Promise<VerifyTaskResult | TokenFailure> {
+    const pool = this.pool!;
+    // The pool's own maxQueue does not hold here: Piscina 5 parks a task that has an
+    // abort signal and finds no free worker in a second, unbounded queue that maxQueue
+    // never counts. So the bound is kept here: a worker's task each, plus maxQueue waiting.
+    if (this.poolRunning >= this.cfg.threads + this.cfg.maxQueue) return OVERLOADED;
+    const started = performance.now();
+    if (this.poolRunning++ === 0) this.poolBusySince = started;
+    const signal = AbortSignal.timeout(this.cfg.taskTimeoutMs);
+    try {
+      const answer = await pool.run(task, { signal });
+      this.lastCompleted = performance.now();
+      return answer as VerifyTaskResult;
+    } catch (err) {
+      if (this.closed) return UNAVAILABLE;
+      if (signal.aborted) {
+        this.timeouts++;
+        this.lastTimedOutStart = Math.max(this.lastTimedOutStart, started);
+        this.log('error', 'verifier task timed out', { issuer: issuer.name, timeoutMs: this.cfg.taskTimeoutMs });
+        try {
+          this.onTaskTimeout();
+        } catch {
+          // A failing metrics callback must not turn a timeout into something else.
+        }
+        return UNAVAILABLE;
+      }
+      const message = (err as Error)?.message ?? String(err);
+      if (QUEUE_FULL.test(message)) return OVERLOADED;
+      // A crashed worker: this request gets 503, Piscina starts a new worker.
+      this.log('error', 'verifier worker task failed', { issuer: issuer.name, error: message });
+      return UNAVAILABLE;
+    } finally {
+      this.poolRunning--;
+    }
   }
 
   /** Caches the verified claims (never a decision) until exp, at most maxTtl. */
-  private accept(token: string, issuer: CompiledIssuer, payload: JWTPayload): VerifyResult {
-    const principal = principalFrom(payload as Record<string, unknown>, issuer);
+  private accept(token: string, issuer: CompiledIssuer, received: Principal): VerifyResult {
+    const principal = refreezePrincipal(received);
     const now = this.now();
     const expMs = principal.exp * 1000;
     const entry: CachedSuccess = Object.freeze({
       ok: true as const,
       principal,
-      // TTL = min(exp − now, maxTtl): never past `exp` (DESIGN.md).
+      // TTL = min(exp − now, maxTtl): never past `exp` (README "Cache").
       staleAtMs: Math.min(expMs, now + this.cfg.cacheMaxTtlMs),
       expiredAtMs: (principal.exp + issuer.clockToleranceSec) * 1000,
     });

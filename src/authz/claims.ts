@@ -1,5 +1,12 @@
 import type { ClaimPath, CompiledIssuer } from '../config/types.js';
 
+declare global {
+  interface String {
+    /** ES2024 (in Node.js 20): false when the string holds a lone UTF-16 surrogate. */
+    isWellFormed(): boolean;
+  }
+}
+
 /**
  * The verified claims the policy stage reads, extracted once when a token is
  * verified and cached with it, so a cache hit does no claim-path walking.
@@ -10,10 +17,15 @@ export interface Principal {
   readonly issuer: string;
   /** The token's `iss`. */
   readonly iss: string;
+  /**
+   * The claim at the issuer's subject path (a number as text). Never empty for a
+   * verified token (RFC 9068 §2.2 requires `sub`); `undefined` only in principals
+   * built by hand.
+   */
   readonly subject: string | undefined;
   /** `exp` in seconds since the epoch (always present: a token without `exp` is invalid). */
   readonly exp: number;
-  /** `amr` when it is an array of strings; otherwise undefined (counts as absent, DESIGN.md). */
+  /** `amr` when it is an array of strings; otherwise undefined (counts as absent, README "What counts as MFA"). */
   readonly amr: readonly string[] | undefined;
   readonly acr: string | undefined;
   /** `auth_time` in seconds, when it is a finite number. */
@@ -52,7 +64,7 @@ export function parseClaimPath(text: string): ClaimPath {
   return Object.freeze(out);
 }
 
-/** Nested look-up only: `a.b` never matches a top-level key literally named "a.b" (DESIGN.md). */
+/** Nested look-up only: `a.b` never matches a top-level key literally named "a.b" (README "Overriding a profile"). */
 export function claimAt(payload: unknown, path: ClaimPath): unknown {
   let cur: unknown = payload;
   for (const seg of path) {
@@ -79,24 +91,82 @@ export function scopeValues(value: unknown): readonly string[] | null {
   return null;
 }
 
-/** Builds the cached principal from a verified payload. */
-export function principalFrom(payload: Record<string, unknown>, issuer: CompiledIssuer): Principal {
-  const amr = payload['amr'];
-  const acr = payload['acr'];
-  const authTime = payload['auth_time'];
+/** What {@link principalFrom} needs of an issuer: its config name and claim paths (a worker gets only these). */
+export type PrincipalSource = Pick<CompiledIssuer, 'name' | 'claims'>;
+
+/**
+ * Why a verified payload yields no principal:
+ * - `sub_missing`: nothing (or `null`, or `""`) at the subject path; RFC 9068 §2.2
+ *   makes `sub` REQUIRED in an access token;
+ * - `claim_invalid`: a subject that is neither a string nor a number;
+ * - `claim_unrenderable`: a string the policy or the identity headers would use holds
+ *   a lone UTF-16 surrogate. JSON allows the escape (`"\ud800"`, RFC 8259 §8.2), so the
+ *   token is validly signed, but no UTF-8 text (RFC 3629) encodes it: it cannot be
+ *   written into a header, a log line or a comparison with configured text.
+ */
+export type PrincipalFailure = 'sub_missing' | 'claim_invalid' | 'claim_unrenderable';
+
+/**
+ * Builds the cached principal from a verified payload, frozen, or says why the token
+ * must be refused. Runs in the verifier worker, so only this small object (never the
+ * payload) crosses back to the main thread.
+ *
+ * @example principalFrom({ iss: 'https://idp', sub: 'alice', exp: 2e9 }, issuer).subject // 'alice'
+ * @example principalFrom({ iss: 'https://idp', exp: 2e9 }, issuer) // 'sub_missing'
+ */
+export function principalFrom(payload: Record<string, unknown>, issuer: PrincipalSource): Principal | PrincipalFailure {
   const sub = claimAt(payload, issuer.claims.subject);
+  if (sub === undefined || sub === null || sub === '') return 'sub_missing';
+  if (typeof sub !== 'string' && typeof sub !== 'number') return 'claim_invalid';
+  const subject = typeof sub === 'string' ? sub : String(sub);
+  const iss = String(payload['iss']);
+  const rawAmr = payload['amr'];
+  const rawAcr = payload['acr'];
+  const authTime = payload['auth_time'];
+  const amr = Array.isArray(rawAmr) && rawAmr.every((v) => typeof v === 'string') ? Object.freeze([...rawAmr] as string[]) : undefined;
+  const acr = typeof rawAcr === 'string' ? rawAcr : undefined;
+  const roles = freezeOrNull(stringValues(claimAt(payload, issuer.claims.roles)));
+  const scopes = freezeOrNull(scopeValues(claimAt(payload, issuer.claims.scopes)));
+  const groups = freezeOrNull(stringValues(claimAt(payload, issuer.claims.groups)));
+  if (
+    !subject.isWellFormed() ||
+    !iss.isWellFormed() ||
+    (acr !== undefined && !acr.isWellFormed()) ||
+    !allWellFormed(amr) ||
+    !allWellFormed(roles) ||
+    !allWellFormed(scopes) ||
+    !allWellFormed(groups)
+  ) {
+    return 'claim_unrenderable';
+  }
   return Object.freeze({
     issuer: issuer.name,
-    iss: String(payload['iss']),
-    subject: typeof sub === 'string' ? sub : typeof sub === 'number' ? String(sub) : undefined,
+    iss,
+    subject,
     exp: payload['exp'] as number,
-    amr: Array.isArray(amr) && amr.every((v) => typeof v === 'string') ? Object.freeze([...amr] as string[]) : undefined,
-    acr: typeof acr === 'string' ? acr : undefined,
+    amr,
+    acr,
     authTime: typeof authTime === 'number' && Number.isFinite(authTime) ? authTime : undefined,
-    roles: freezeOrNull(stringValues(claimAt(payload, issuer.claims.roles))),
-    scopes: freezeOrNull(scopeValues(claimAt(payload, issuer.claims.scopes))),
-    groups: freezeOrNull(stringValues(claimAt(payload, issuer.claims.groups))),
+    roles,
+    scopes,
+    groups,
   });
+}
+
+/**
+ * Freezes a principal that crossed a thread boundary: the structured clone that carries
+ * it from a worker (HTML standard, "StructuredSerialize") drops Object.freeze, and the
+ * cached principal is shared by every request that presents the token.
+ */
+export function refreezePrincipal(p: Principal): Principal {
+  for (const list of [p.amr, p.roles, p.scopes, p.groups]) if (list) Object.freeze(list);
+  return Object.freeze(p);
+}
+
+function allWellFormed(values: readonly string[] | null | undefined): boolean {
+  if (!values) return true;
+  for (const v of values) if (!v.isWellFormed()) return false;
+  return true;
 }
 
 function freezeOrNull(v: readonly string[] | null): readonly string[] | null {

@@ -324,6 +324,7 @@ function compileParsed(raw: RawConfig, baseDir: string, warnings: readonly Confi
       negativeMax: cache.negativeMax,
       jwksCooldownMs: ms(raw.verifier.jwksCooldown),
       jwksTimeoutMs: ms(raw.verifier.jwksTimeout),
+      taskTimeoutMs: ms(raw.verifier.taskTimeout),
     },
     issuers,
     upstreams,

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration } from './duration.js';
+import { duration, parseDuration } from './duration.js';
 import { auditSchema, rateLimitSchema, routeRateLimitSchema } from './observe-schema.js';
 import { normalizePath } from '../routes/normalize.js';
 
@@ -105,6 +105,8 @@ export const verifierSchema = z.strictObject({
   jwksCooldown: duration.default('30s'),
   /** Time allowed for one key-set or discovery fetch. */
   jwksTimeout: duration.default('5s'),
+  /** Time one verification may take in the worker pool (queue wait included); beyond it, 503. */
+  taskTimeout: duration.refine((s) => (parseDuration(s) ?? 0) >= 10, { message: 'must be at least 10ms' }).default('2s'),
 });
 
 const claimPaths = z.strictObject({

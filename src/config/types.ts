@@ -122,6 +122,8 @@ export interface CompiledConfig {
     readonly negativeMax: number;
     readonly jwksCooldownMs: number;
     readonly jwksTimeoutMs: number;
+    /** Longest a pool verification may take before it is abandoned (503). */
+    readonly taskTimeoutMs: number;
   };
   readonly issuers: readonly CompiledIssuer[];
   readonly upstreams: ReadonlyMap<string, CompiledUpstream>;

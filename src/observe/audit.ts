@@ -20,6 +20,8 @@ const TOKEN_REASONS = [
   'wrong_typ',
   'crit_unsupported',
   'claim_invalid',
+  'sub_missing',
+  'claim_unrenderable',
   'issuer_not_allowed',
 ] as const satisfies readonly TokenFailureReason[];
 // Fails to compile when authn adds a reason that is missing above.

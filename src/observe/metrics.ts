@@ -62,6 +62,8 @@ export interface Metrics {
   jwksFetch(issuer: string, ok: boolean): void;
   /** An exception escaped the handling of one request (answered 500, or its connection closed). */
   internalError(): void;
+  /** A pool verification abandoned after `verifier.taskTimeout` (answered 503). */
+  verifierTimeout(): void;
   setCollectors(c: Collectors): void;
   /** The exposition text for /metrics. */
   text(): Promise<{ contentType: string; body: string }>;
@@ -171,7 +173,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   const sprayBlocks = new CellFamily<CounterCell>(`${PREFIX}spraying_blocks_total`, 'Addresses blocked for sending too many invalid tokens.', 'counter');
   const jwks = new CellFamily<CounterCell>(`${PREFIX}jwks_fetches_total`, 'Key-set fetches per issuer, by result (ok or error).', 'counter');
   const internal = new CellFamily<CounterCell>(`${PREFIX}internal_errors_total`, 'Exceptions while handling a request (that request answered 500 or closed; the process kept serving).', 'counter');
-  for (const f of [requests, requestTime, verifyTime, upstreamTime, cacheLookups, limited, sprayBlocks, jwks, internal]) register(f);
+  const verifierTimeouts = new CellFamily<CounterCell>(`${PREFIX}verifier_timeouts_total`, 'Token verifications abandoned after verifier.taskTimeout (answered 503).', 'counter');
+  for (const f of [requests, requestTime, verifyTime, upstreamTime, cacheLookups, limited, sprayBlocks, jwks, internal, verifierTimeouts]) register(f);
 
   const routeNames = new NameLabels();
   const upstreamNames = new NameLabels();
@@ -201,6 +204,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   };
   const sprayCell = sprayBlocks.add(new CounterCell({}));
   const internalCell = internal.add(new CounterCell({}));
+  const verifierTimeoutCell = verifierTimeouts.add(new CounterCell({}));
   const jwksCells = new Map<string, { ok: CounterCell; error: CounterCell }>();
 
   const routeLabel = (route: string | null): string => (route === null ? NO_ROUTE : routeNames.bound(route));
@@ -322,6 +326,9 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     },
     internalError() {
       internalCell.value++;
+    },
+    verifierTimeout() {
+      verifierTimeoutCell.value++;
     },
     setCollectors(c) {
       collectors = c;

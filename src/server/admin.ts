@@ -17,7 +17,7 @@ function send(res: HttpResponse, status: string, contentType: string, body: stri
 
 /**
  * The admin listener: `/healthz` (the process answers), `/readyz` (listening, config
- * loaded, upstream pools built, key sets loaded), `/metrics`. It is a separate uWS app
+ * loaded, upstream pools built, key sets loaded, the verifier pool completing tasks), `/metrics`. It is a separate uWS app
  * on its own address, so these paths can never be reached through the public port.
  */
 export function mountAdmin(app: TemplatedApp, sources: AdminSources): TemplatedApp {

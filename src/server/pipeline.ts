@@ -346,7 +346,7 @@ export class Pipeline {
     }
     // A claim no header can carry (not well-formed Unicode) must not pass as "no claim":
     // the verifier refuses such tokens before caching them; this is the second line.
-    if (this.rewriter.identityFor(principal) === null) return this.tokenFailed(ex, 'claim_invalid', false);
+    if (this.rewriter.identityFor(principal) === null) return this.tokenFailed(ex, 'claim_unrenderable', false);
     const wait = this.rateLimits.checkSubject(route.name, principal.issuer, principal.subject);
     if (wait > 0) {
       this.metrics.rateLimited('subject');

@@ -1,13 +1,19 @@
 /**
  * The Piscina task: one jose `jwtVerify` of one token against the one key the main
- * thread chose. Runs in a worker thread (compiled to dist/authn/worker/verify.js), or
- * on the main thread when `verifier.threads` is 0: the same code either way.
+ * thread chose, and the principal built from the verified claims. Runs in a worker
+ * thread (compiled to dist/authn/worker/verify.js), or on the main thread when
+ * `verifier.threads` is 0: the same code either way.
  *
  * The worker never fetches anything and never reads key material from the token:
  * the main thread hands it the JWK (RFC 8725 §3.10: `jku`, `x5u`, `jwk`, `x5c` are
- * not trusted to find keys).
+ * not trusted to find keys). It answers with the small principal the policy needs,
+ * never the payload: whatever the token carries besides never has to survive a
+ * structured clone back to the main thread (Node reports a clone that fails there only
+ * as a `messageerror` event, and the task would never settle).
  */
-import { decodeProtectedHeader, importJWK, jwtVerify, type CryptoKey, type JWK, type JWTPayload, type JWTVerifyOptions } from 'jose';
+import { decodeProtectedHeader, importJWK, jwtVerify, type CryptoKey, type JWK, type JWTVerifyOptions } from 'jose';
+import { principalFrom, type Principal } from '../../authz/claims.js';
+import type { CompiledIssuer } from '../../config/types.js';
 import type { TokenFailureReason } from '../types.js';
 
 /** What the main thread sends for one verification (structured-cloned to the worker). */
@@ -21,16 +27,27 @@ export interface VerifyTask {
   readonly alg: string;
   readonly algorithms: readonly string[];
   readonly issuer: string;
+  /** The issuer's config name and claim paths, for the principal. */
+  readonly issuerName: string;
+  readonly claims: CompiledIssuer['claims'];
   readonly audience: readonly string[];
   readonly clockToleranceSec: number;
   /** Required `typ` (normalized), or null. */
   readonly typ: string | null;
-  /** The verifier's clock, so a worker judges `exp`/`nbf` at the same instant as the main thread. */
+  /** The verifier's clock, so a worker judges `exp`/`nbf`/`iat` at the same instant as the main thread. */
   readonly nowMs: number;
 }
 
+/**
+ * A task that verifies nothing: the verifier sends one when the pool looks stalled, to
+ * learn whether a worker answers again (readiness recovers without waiting for traffic).
+ */
+export interface ProbeTask {
+  readonly probe: true;
+}
+
 export type VerifyTaskResult =
-  | { readonly ok: true; readonly payload: JWTPayload }
+  | { readonly ok: true; readonly principal: Principal }
   | {
       readonly ok: false;
       /** `key_unusable`: the JWK would not import (the key set's fault, not the token's). */
@@ -38,6 +55,9 @@ export type VerifyTaskResult =
       /** Error name/code for the log when jose failed in an unexpected way; never token text. */
       readonly detail?: string;
     };
+
+/** The answer to a {@link ProbeTask}. */
+export const PROBE_ANSWER = 'probe' as const;
 
 // Imported CryptoKeys by alg + thumbprint. A WebCrypto key is bound to one algorithm
 // (RSASSA-PKCS1-v1_5 vs RSA-PSS), so the same RSA JWK imports once per alg.
@@ -58,12 +78,19 @@ async function keyFor(task: VerifyTask): Promise<CryptoKey> {
 
 /**
  * Verifies one token: signature, `alg` allowlist, `iss`, `aud` (any of), `exp`
- * (required, RFC 9068 §2.2), `nbf` with the clock tolerance, `typ` when required
- * (RFC 9068 §4: an ID token, typ `JWT`, is not an access token) and `crit` (jose
- * refuses every extension it does not implement, RFC 7515 §4.1.11).
- * Never throws: every failure is a reason from the fixed vocabulary.
+ * (required, RFC 9068 §2.2), `nbf` and `iat` with the clock tolerance, `typ` when
+ * required (RFC 9068 §4: an ID token, typ `JWT`, is not an access token) and `crit`
+ * (jose refuses every extension it does not implement, RFC 7515 §4.1.11); then builds
+ * the principal (`sub` required, claims that can be rendered). Never throws: every
+ * failure is a reason from the fixed vocabulary.
  */
-export default async function verifyTask(task: VerifyTask): Promise<VerifyTaskResult> {
+export default async function verifyTask(task: VerifyTask | ProbeTask): Promise<VerifyTaskResult | typeof PROBE_ANSWER> {
+  if ('probe' in task) return PROBE_ANSWER;
+  return verifyToken(task);
+}
+
+/** {@link verifyTask} for a real task (the main thread calls it directly with threads 0). */
+export async function verifyToken(task: VerifyTask): Promise<VerifyTaskResult> {
   let key: CryptoKey;
   try {
     key = await keyFor(task);
@@ -79,13 +106,22 @@ export default async function verifyTask(task: VerifyTask): Promise<VerifyTaskRe
     currentDate: new Date(task.nowMs),
   };
   if (task.typ !== null) options.typ = task.typ;
+  let payload: Record<string, unknown>;
   try {
-    const { payload } = await jwtVerify(task.token, key, options);
-    return { ok: true, payload };
+    payload = (await jwtVerify(task.token, key, options)).payload;
   } catch (err) {
     const reason = reasonFor(err, task.token);
     return reason === null ? { ok: false, reason: 'malformed', detail: errorName(err) } : { ok: false, reason };
   }
+  // RFC 7519 §4.1.6: `iat` is when the token was issued; one issued later than now (past
+  // the tolerance) is refused like an `nbf` in the future, with the same reason: it
+  // becomes acceptable by the passage of time alone, so, like nbf, it is never
+  // negative-cached. (jose checks a non-number `iat`, claim_invalid, but its future only
+  // with maxTokenAge, which would make `iat` required.)
+  const iat = payload['iat'];
+  if (typeof iat === 'number' && iat > Math.floor(task.nowMs / 1000) + task.clockToleranceSec) return { ok: false, reason: 'not_yet_valid' };
+  const principal = principalFrom(payload, { name: task.issuerName, claims: task.claims });
+  return typeof principal === 'string' ? { ok: false, reason: principal } : { ok: true, principal };
 }
 
 /** Maps jose's error `code` (and `claim`/`reason` for claim failures) onto the vocabulary; null = unexpected. */

@@ -142,6 +142,38 @@ export async function signRawRs256(key: TestKey, header: Record<string, unknown>
 
 export const b64 = (v: unknown): string => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
 
+const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/**
+ * Other spellings of a canonical JWS that a lenient base64url decoder (jose's) reads as
+ * the same bytes: in each segment, every unused low bit of the last character flipped,
+ * and `=` padding appended; and the standard alphabet's `+` / `/` where `-` / `_` occur.
+ */
+export function respellings(token: string): string[] {
+  const segments = token.split('.');
+  const out: string[] = [];
+  segments.forEach((s, i) => {
+    const respell = (v: string) => recordToken(segments.map((x, j) => (j === i ? v : x)).join('.'));
+    const width = s.length % 4 === 2 ? 4 : s.length % 4 === 3 ? 2 : 0;
+    const last = B64URL.indexOf(s.at(-1) ?? 'A');
+    for (let bit = 0; bit < width; bit++) out.push(respell(s.slice(0, -1) + B64URL[last ^ (1 << bit)]));
+    if (width > 0) out.push(respell(`${s}${'='.repeat(4 - (s.length % 4))}`));
+    if (/[-_]/.test(s)) out.push(respell(s.replace(/-/g, '+').replace(/_/g, '/')));
+  });
+  return out;
+}
+
+/**
+ * JSON text of `claims` with one more claim, `deep`, nested `levels` levels of objects
+ * (`{"":{"":…}}`, the shortest spelling) or arrays (`[[…]]`) deep. Built as text: the
+ * structured clone in jose's SignJWT (and JSON.stringify) would overflow the stack on
+ * the deepest ones.
+ */
+export function deepClaims(claims: JWTPayload, levels: number, kind: 'object' | 'array' = 'object'): string {
+  const value = kind === 'object' ? `${'{"":'.repeat(levels)}1${'}'.repeat(levels)}` : `${'['.repeat(levels)}${']'.repeat(levels)}`;
+  return `${JSON.stringify(claims).slice(0, -1)},"deep":${value}}`;
+}
+
 /** Frozen test clock in ms; `advance` moves it. */
 export function testClock(startMs = Date.UTC(2030, 0, 1)): { now: () => number; set(ms: number): void; advance(ms: number): void; sec(): number } {
   let t = startMs;

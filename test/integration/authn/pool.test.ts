@@ -5,16 +5,33 @@
  * Needs `npm run build` first (the test command builds).
  */
 import { randomUUID } from 'node:crypto';
+import { rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { JWTPayload } from 'jose';
 // @ts-expect-error dist/ has no declarations (tsconfig.build.json); the shapes are src/authn's.
 import { createVerifier as createBuiltVerifier } from '../../../dist/authn/verifier.js';
-import type { createVerifier as CreateVerifier } from '../../../src/authn/verifier.js';
+// @ts-expect-error as above
+import verifyBuiltTask from '../../../dist/authn/worker/verify.js';
+// @ts-expect-error as above
+import { createMetrics as createBuiltMetrics } from '../../../dist/observe/metrics.js';
+import type { createVerifier as CreateVerifier, VerifierOptions } from '../../../src/authn/verifier.js';
+import type verifyTaskType from '../../../src/authn/worker/verify.js';
+import type { createMetrics as CreateMetrics } from '../../../src/observe/metrics.js';
 import type { Verifier, VerifyResult } from '../../../src/authn/types.js';
-import { b64, configWith, makeKey, sign, signRawRs256, startIdp, testClock, type IdpServer, type TestKey } from './idp.js';
+import { b64, configWith, deepClaims, makeKey, respellings, sign, signRawRs256, startIdp, testClock, type IdpServer, type TestKey } from './idp.js';
 import { outputSink } from '../leaks.js';
 
 const createVerifier = createBuiltVerifier as typeof CreateVerifier;
+const verifyTask = verifyBuiltTask as typeof verifyTaskType;
+const createMetrics = createBuiltMetrics as typeof CreateMetrics;
+
+/** While this file exists, the stall worker answers no task (fixtures/stall-worker.mjs). */
+const STALL_FILE = join(tmpdir(), `mfa-gw-stall-${process.pid}-${randomUUID()}`);
+process.env['MFA_GW_STALL_FILE'] = STALL_FILE;
+const STALL_WORKER = new URL('./fixtures/stall-worker.mjs', import.meta.url);
 
 let rs: TestKey;
 let ps: TestKey;
@@ -35,6 +52,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  rmSync(STALL_FILE, { force: true });
   await idp?.close();
 });
 
@@ -66,8 +84,9 @@ const logs: { level: string; msg: string; fields?: Record<string, unknown> }[] =
 /** The verifier's log lines also go to the whole-run leak check (test/leaks). */
 const logSink = outputSink('verifier-log.pool');
 
-async function started(verifier: Record<string, unknown>, workerFile?: URL): Promise<Verifier> {
+async function started(verifier: Record<string, unknown>, workerFile?: URL, options: VerifierOptions = {}): Promise<Verifier> {
   const v = createVerifier(config(verifier), {
+    ...options,
     now: clock.now,
     log: (level, msg, fields) => {
       const line = { level, msg, ...(fields ? { fields } : {}) };
@@ -127,6 +146,13 @@ describe('threads: 0 and threads: 2', () => {
       await signRawRs256(rs, { alg: 'RS256', kid: 'rs-1', typ: 'at+jwt', crit: ['urn:x'], 'urn:x': 1 }, claims()),
       'not.a.jwt',
       'garbage',
+      ...respellings(good),
+      await sign(rs, { ...claims(), sub: undefined }),
+      await sign(rs, claims({ iat: clock.sec() + 31 })),
+      await sign(rs, claims({ iat: 'now' as unknown as number })),
+      await sign(rs, claims({ sub: 'alice\ud800' })),
+      await sign(es, claims({ realm_access: { roles: ['\udfff'] } })),
+      await signRawRs256(rs, { alg: 'RS256', kid: 'rs-1', typ: 'at+jwt' }, deepClaims(claims(), 32)),
     ];
     const inline = await started({ threads: 0 });
     const pooled = await started({ threads: 2 });
@@ -135,7 +161,7 @@ describe('threads: 0 and threads: 2', () => {
     expect(b.map(view)).toEqual(a.map(view));
     // The set exercises both outcomes and many reasons.
     expect(a.filter((r) => r.ok).length).toBe(6);
-    expect(new Set(a.filter((r) => !r.ok).map((r) => !r.ok && r.reason)).size).toBeGreaterThanOrEqual(10);
+    expect(new Set(a.filter((r) => !r.ok).map((r) => !r.ok && r.reason)).size).toBeGreaterThanOrEqual(13);
     expect(pooled.stats!().verifications).toBe(inline.stats!().verifications);
     // And the cache answers the same afterwards.
     expect(tokens.map((t) => pooled.lookup(t)).map((r) => r && view(r))).toEqual(tokens.map((t) => inline.lookup(t)).map((r) => r && view(r)));
@@ -182,6 +208,122 @@ describe('the worker pool', () => {
     const token = await sign(rs, claims());
     await v.close();
     expect(await v.verify(token)).toMatchObject({ ok: false, code: 'verifier_unavailable' });
+  });
+});
+
+describe('the worker answers with the principal, never the payload', () => {
+  it('a built worker task returns the principal the policy needs and nothing of the rest of the payload', async () => {
+    const token = await sign(rs, claims({ secret_note: 'not for the main thread', nested: { a: { b: [1, 2, 3] } } }));
+    const c = config({ threads: 0 }).issuers[0]!;
+    const result = await verifyTask({
+      token,
+      jwk: rs.jwk,
+      keyId: 'rs-1-thumbprint',
+      alg: 'RS256',
+      algorithms: c.algorithms,
+      issuer: c.issuer,
+      issuerName: c.name,
+      claims: c.claims,
+      audience: c.audience,
+      clockToleranceSec: c.clockToleranceSec,
+      typ: c.typ,
+      nowMs: clock.now(),
+    });
+    expect(result).toEqual({
+      ok: true,
+      principal: {
+        issuer: 'corp',
+        iss: idp.issuer,
+        subject: 'alice',
+        exp: clock.sec() + 600,
+        amr: ['pwd', 'otp'],
+        acr: undefined,
+        authTime: undefined,
+        roles: ['orders.reader'],
+        scopes: [],
+        groups: ['ops'],
+      },
+    });
+    expect(JSON.stringify(result)).not.toContain('not for the main thread');
+    // A probe verifies nothing and answers at once.
+    expect(await verifyTask({ probe: true })).toBe('probe');
+  });
+
+  it('a pooled principal is as frozen as an inline one, and cached', async () => {
+    const v = await started({ threads: 2 });
+    const token = await sign(rs, claims());
+    const r = await v.verify(token);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    for (const x of [r, r.principal, r.principal.amr, r.principal.roles, r.principal.scopes, r.principal.groups]) expect(Object.isFrozen(x)).toBe(true);
+    expect(v.lookup(token)).toBe(r);
+  });
+});
+
+describe('task timeout and a stalled pool', () => {
+  it('a task that never settles answers verifier_unavailable after taskTimeout, is counted and not cached, and its worker is replaced', async () => {
+    const metrics = createMetrics({ defaultMetrics: false });
+    let timeouts = 0;
+    const v = await started({ threads: 1, taskTimeout: '1s' }, STALL_WORKER, {
+      onTaskTimeout: () => {
+        timeouts++;
+        metrics.verifierTimeout();
+      },
+    });
+    expect((await v.verify(await sign(rs, claims()))).ok).toBe(true);
+    const hang = await sign(rs, claims({ jti: 'hang' }));
+    const r = await v.verify(hang);
+    expect(r).toMatchObject({ ok: false, code: 'verifier_unavailable', reason: 'verifier_unavailable' });
+    expect(v.lookup(hang)).toBeUndefined();
+    expect(timeouts).toBe(1);
+    expect(v.stats!().timeouts).toBe(1);
+    expect(logs).toContainEqual({ level: 'error', msg: 'verifier task timed out', fields: { issuer: 'corp', timeoutMs: 1000 } });
+    expect((await metrics.text()).body).toMatch(/^mfa_gateway_verifier_timeouts_total 1$/m);
+    // The only worker was the one that hung: a fresh one verifies.
+    for (let i = 0; i < 3; i++) expect((await v.verify(await sign(es, claims()))).ok).toBe(true);
+    expect(v.readiness().pool).toEqual({ ok: true });
+  });
+
+  it('the wedge: a result the main thread cannot rebuild (messageerror) costs one 503, not the pool', async () => {
+    const v = await started({ threads: 1, taskTimeout: '1s' }, STALL_WORKER);
+    const wedge = await sign(rs, claims({ jti: 'unclonable' }));
+    for (let i = 0; i < 3; i++) expect(await v.verify(wedge)).toMatchObject({ ok: false, code: 'verifier_unavailable' });
+    expect(v.stats!().timeouts).toBe(3);
+    const normal = await Promise.all(Array.from({ length: 4 }, async () => v.verify(await sign(rs, claims()))));
+    expect(normal.map((r) => r.ok)).toEqual([true, true, true, true]);
+  });
+
+  it('readiness says the pool is stalled while no task completes, and recovers by itself once workers answer again', async () => {
+    const v = await started({ threads: 2, taskTimeout: '1s' }, STALL_WORKER);
+    expect((await v.verify(await sign(rs, claims()))).ok).toBe(true);
+    expect(v.readiness()).toMatchObject({ ready: true, pool: { ok: true } });
+    writeFileSync(STALL_FILE, '');
+    try {
+      const stuck = await Promise.all([v.verify(await sign(rs, claims())), v.verify(await sign(es, claims()))]);
+      for (const r of stuck) expect(r).toMatchObject({ ok: false, code: 'verifier_unavailable' });
+      const ready = v.readiness();
+      expect(ready.ready).toBe(false);
+      expect(ready.issuers['corp']?.ok).toBe(true); // the keys are fine; the pool is not
+      expect(ready.pool).toEqual({ ok: false, error: 'worker pool stalled: a verification timed out after 1000 ms and none has completed since' });
+    } finally {
+      rmSync(STALL_FILE, { force: true });
+    }
+    // No verification traffic from here on: readiness's own probes bring it back.
+    let pool = v.readiness().pool;
+    for (let i = 0; i < 100 && !pool.ok; i++) {
+      await sleep(50);
+      pool = v.readiness().pool;
+    }
+    expect(pool).toEqual({ ok: true });
+    expect(v.readiness().ready).toBe(true);
+    expect((await v.verify(await sign(rs, claims()))).ok).toBe(true);
+  });
+
+  it('threads 0 has no task timeout and is never stalled', async () => {
+    const v = await started({ threads: 0, taskTimeout: '10ms' });
+    expect((await v.verify(await sign(rs, claims()))).ok).toBe(true);
+    expect(v.readiness()).toMatchObject({ ready: true, pool: { ok: true } });
+    expect(v.stats!().timeouts).toBe(0);
   });
 });
 

@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { exportSPKI, type JWTPayload } from 'jose';
 import { createVerifier, type VerifierOptions } from '../../../src/authn/verifier.js';
 import type { Verifier, VerifyResult } from '../../../src/authn/types.js';
-import { b64, configWith, makeKey, sign, signRawRs256, startIdp, startTrap, testClock, type IdpServer, type TestKey } from './idp.js';
+import { b64, configWith, deepClaims, makeKey, respellings, sign, signRawRs256, startIdp, startTrap, testClock, type IdpServer, type TestKey } from './idp.js';
 import { outputSink } from '../leaks.js';
 
 let rs: TestKey;
@@ -374,7 +374,7 @@ describe('keys', () => {
       for (let i = 0; i < 20; i++) expect((await h.v.verify(await sign(i % 2 ? rs : es, h.claims()))).ok).toBe(true);
       expect(server.discoveryHits()).toBe(1);
       expect(server.jwksHits()).toBe(1);
-      expect(h.v.readiness()).toEqual({ ready: true, issuers: { corp: { ok: true, fetchedAt: h.clock.now() } } });
+      expect(h.v.readiness()).toEqual({ ready: true, issuers: { corp: { ok: true, fetchedAt: h.clock.now() } }, pool: { ok: true } });
     } finally {
       await server.close();
     }
@@ -745,5 +745,133 @@ describe('crit b64', () => {
     const token = await signRawRs256(rs, { alg: 'RS256', kid: 'rs-1', typ: 'at+jwt', crit: ['b64'], b64: false }, h.claims());
     // jose knows the b64 extension, so it is not an unknown crit; JWTs must not use it (RFC 7797 §7).
     expectFailure(await h.v.verify(token), 'malformed');
+  });
+});
+
+describe('one spelling per token (RFC 7515 §2, RFC 4648 §3.5)', () => {
+  it('refuses every other spelling of a valid token as malformed, before any decoding, and leaves the original alone', async () => {
+    const h = await harness();
+    for (const key of [rs, es]) {
+      const good = await sign(key, h.claims());
+      const others = respellings(good);
+      // Pad bits in the 2 or 3 segments whose length is not a multiple of 4, padding, the other alphabet.
+      expect(others.length).toBeGreaterThanOrEqual(3);
+      const before = h.verifications();
+      for (const other of others) {
+        expect(h.v.lookup(other)).toBeUndefined();
+        expectFailure(await h.v.verify(other), 'malformed');
+        // Not remembered: the scan costs less than a cache entry.
+        expect(h.v.lookup(other)).toBeUndefined();
+      }
+      expect(h.verifications()).toBe(before);
+      const ok = await h.v.verify(good);
+      expect(ok.ok).toBe(true);
+      // Refused even once the original is cached: a respelling never finds its entry.
+      for (const other of others) expectFailure(await h.v.verify(other), 'malformed');
+      expect(h.v.lookup(good)).toBe(ok);
+    }
+    expect(h.v.stats!().negativeSize).toBe(0);
+  });
+
+  it('a JWE (five segments) or an opaque token is malformed', async () => {
+    const h = await harness();
+    const [hd, pl, sg] = (await sign(rs, h.claims())).split('.');
+    for (const t of [`${hd}.${pl}.${sg}.${sg}.${sg}`, 'opaque-access-token-0123456789', `${hd}${pl}${sg}`]) expectFailure(await h.v.verify(t), 'malformed');
+    expect(h.verifications()).toBe(0);
+  });
+});
+
+describe('claims RFC 9068 requires', () => {
+  it('a token without sub is refused (sub_missing), and remembered', async () => {
+    const h = await harness();
+    const { sub: _omit, ...noSub } = h.claims();
+    for (const claims of [noSub, { ...noSub, sub: null }, { ...noSub, sub: '' }] as JWTPayload[]) {
+      const token = await sign(rs, claims);
+      const r = await h.v.verify(token);
+      expectFailure(r, 'sub_missing');
+      expect(r.ok === false && r.description).toBe('token has no subject');
+      expect(h.v.lookup(token)).toBe(r);
+    }
+    expectFailure(await h.v.verify(await sign(rs, h.claims({ sub: { id: 1 } as unknown as string }))), 'claim_invalid');
+    expect(h.v.stats!().cacheSize).toBe(0);
+  });
+
+  it('the subject is read at the issuer\'s configured path: nothing there is sub_missing', async () => {
+    const h = await harness({ claims: { subject: 'ext.uid' } });
+    const r = await h.v.verify(await sign(rs, h.claims({ ext: { uid: 'u-7' } })));
+    expect(r.ok && r.principal.subject).toBe('u-7');
+    expectFailure(await h.v.verify(await sign(rs, h.claims())), 'sub_missing');
+    expectFailure(await h.v.verify(await sign(rs, h.claims({ ext: { id: 'u-7' } }))), 'sub_missing');
+  });
+
+  it('iat: refused from clockTolerance in the future on (not_yet_valid, never cached); a non-numeric iat is claim_invalid', async () => {
+    const h = await harness();
+    const now = h.clock.sec();
+    expect((await h.v.verify(await sign(rs, h.claims({ iat: now + 30 })))).ok).toBe(true);
+    const ahead = await sign(rs, h.claims({ iat: now + 31 }));
+    expectFailure(await h.v.verify(ahead), 'not_yet_valid');
+    expect(h.v.lookup(ahead)).toBeUndefined();
+    // Once the clock has caught up, the same token is an ordinary one.
+    h.clock.advance(1_000);
+    expect((await h.v.verify(ahead)).ok).toBe(true);
+    const text = await sign(rs, h.claims({ iat: 'yesterday' as unknown as number }));
+    expectFailure(await h.v.verify(text), 'claim_invalid');
+    expect(h.v.lookup(text)).toBeDefined();
+    // No iat at all is fine: RFC 9068 §2.2 requires it of the issuer, RFC 7519 §4.1.6 leaves it optional.
+    const { iat: _omit, ...noIat } = h.claims();
+    expect((await h.v.verify(await sign(rs, noIat))).ok).toBe(true);
+  });
+});
+
+describe('claims that can be rendered', () => {
+  const lone = 'alice\ud800';
+
+  it('a lone surrogate in sub, acr, or an amr / role / group / scope item is claim_unrenderable: negative-cached, never positive-cached', async () => {
+    const h = await harness({ claims: { roles: 'realm_access.roles', groups: 'groups', scopes: 'scope' } });
+    const cases: JWTPayload[] = [
+      { sub: lone },
+      { realm_access: { roles: ['orders.reader', lone] } },
+      { groups: [lone] },
+      { amr: ['pwd', lone] },
+      { acr: lone },
+      { scope: `openid ${lone}` },
+    ];
+    for (const extra of cases) {
+      const token = await sign(rs, h.claims(extra));
+      // The signed JSON carries the escape: a valid signature over valid JSON.
+      expect(Buffer.from(token.split('.')[1]!, 'base64url').toString()).toContain('\\ud800');
+      const r = await h.v.verify(token);
+      expectFailure(r, 'claim_unrenderable');
+      expect(r.ok === false && r.description).toBe('a claim value is not valid Unicode text');
+      expect(h.v.lookup(token)).toBe(r);
+    }
+    expect(h.v.stats!().cacheSize).toBe(0);
+    expect(h.verifications()).toBe(cases.length);
+    // A surrogate pair is text like any other.
+    const r = await h.v.verify(await sign(rs, h.claims({ sub: 'alice😀' })));
+    expect(r.ok && r.principal.subject).toBe('alice😀');
+  });
+});
+
+describe('nesting cap', () => {
+  it('32 levels pass; 33 levels in the payload or the header are malformed, refused before a verification and remembered', async () => {
+    const h = await harness({}, { maxTokenBytes: 65536 });
+    const header = { alg: 'RS256', kid: 'rs-1', typ: 'at+jwt' };
+    const ok = await h.v.verify(await signRawRs256(rs, header, deepClaims(h.claims(), 31)));
+    expect(ok.ok).toBe(true);
+    const tokens = [
+      await signRawRs256(rs, header, deepClaims(h.claims(), 32)),
+      await signRawRs256(rs, header, deepClaims(h.claims(), 32, 'array')),
+      await signRawRs256(rs, header, deepClaims(h.claims(), 20_000, 'array')),
+      await signRawRs256(rs, header, deepClaims(h.claims(), 5_000)),
+      await signRawRs256(rs, `${JSON.stringify(header).slice(0, -1)},"x":${'['.repeat(40)}${']'.repeat(40)}}`, h.claims()),
+    ];
+    for (const t of tokens) {
+      expect(t.length).toBeLessThanOrEqual(65536);
+      const r = await h.v.verify(t);
+      expectFailure(r, 'malformed');
+      expect(h.v.lookup(t)).toBe(r);
+    }
+    expect(h.verifications()).toBe(1);
   });
 });

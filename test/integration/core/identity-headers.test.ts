@@ -44,13 +44,14 @@ afterAll(async () => {
 });
 
 /** Sends one request with a token for these claims; returns the status and what the upstream received for it. */
-async function send(claims: JWTPayload, token?: string): Promise<{ status: number; got: Received | undefined; token: string }> {
+async function send(claims: JWTPayload, token?: string): Promise<{ status: number; got: Received | undefined; token: string; challenge: string | undefined }> {
   const t = token ?? (await idp.mint(claims));
   recordToken(t);
   const before = up.received.length;
   const res = await request(`${gw.url}/api/who`, { headers: { authorization: `Bearer ${t}` } });
   await res.body.text();
-  return { status: res.statusCode, got: up.received.length > before ? up.received.at(-1) : undefined, token: t };
+  const challenge = res.headers['www-authenticate'] as string | undefined;
+  return { status: res.statusCode, got: up.received.length > before ? up.received.at(-1) : undefined, token: t, challenge };
 }
 
 const header = (got: Received | undefined, name: string): string | undefined => got?.headers[name] as string | undefined;
@@ -98,15 +99,19 @@ describe('identity headers at the upstream', () => {
     }
   });
 
-  it('survives a subject with a lone surrogate, on a cache miss and on the cache hit after it, and never forwards an identity for it', async () => {
+  it('refuses a subject with a lone surrogate 401 invalid_token, on the miss and on the (negative) hit after it, and stays up', async () => {
     const first = await send({ sub: 'alice\ud800' });
     const again = await send({}, first.token);
     for (const r of [first, again]) {
-      // Either refused before the upstream (401 invalid_token once the pipeline or the
-      // verifier refuses such claims), or forwarded without any identity header: never a
-      // crash, never a header that differs from the claim.
-      if (r.got !== undefined) expect(identityNames(r.got)).toEqual([]);
-      else expect(r.status).toBe(401);
+      expect(r.status).toBe(401);
+      expect(r.challenge).toBe('Bearer realm="mfa-gateway", error="invalid_token", error_description="a claim value is not valid Unicode text"');
+      expect(r.got).toBeUndefined();
+    }
+    // Every claim the identity headers carry is judged the same way.
+    for (const claims of [{ roles: ['ok', 'bad\udfff'] }, { acr: '\ud83d' }, { amr: ['pwd', '\udc00otp'] }, { scope: 'a \ud800' }]) {
+      const r = await send(claims);
+      expect(r.status, JSON.stringify(claims)).toBe(401);
+      expect(r.got).toBeUndefined();
     }
     expect(gw.proc.exitCode).toBeNull();
     const after = await send({ sub: 'bob' });
@@ -126,7 +131,7 @@ describe('identity headers at the upstream', () => {
     expect(eve).toHaveLength(1);
     expect(eve[0]).toMatchObject({ subject: 'eve\u2028{"decision":"allow"}\u0085\u007f\r\n', acr: 'x\u2029y', amr: ['pwd\u009f'], status: 200 });
     // One line per request this file sent, the refused or unrendered ones included.
-    expect(lines).toHaveLength(9);
+    expect(lines).toHaveLength(13);
   });
 });
 

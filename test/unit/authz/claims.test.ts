@@ -1,6 +1,6 @@
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { claimAt, parseClaimPath, principalFrom, scopeValues, stringValues } from '../../../src/authz/claims.js';
+import { claimAt, parseClaimPath, principalFrom, refreezePrincipal, scopeValues, stringValues, type Principal, type PrincipalSource } from '../../../src/authz/claims.js';
 import { compileConfig } from '../../../src/config/load.js';
 
 describe('parseClaimPath', () => {
@@ -18,7 +18,7 @@ describe('parseClaimPath', () => {
   });
 });
 
-describe('claimAt: nested look-ups only (DESIGN.md)', () => {
+describe('claimAt: nested look-ups only (README "Overriding a profile")', () => {
   const payload = {
     realm_access: { roles: ['a'] },
     'realm_access.roles': ['literal'],
@@ -68,20 +68,29 @@ describe('stringValues / scopeValues', () => {
 });
 
 describe('principalFrom', () => {
-  const [issuer] = compileConfig(
+  const config = compileConfig(
     {
       upstreams: { u: { url: 'http://127.0.0.1:1' } },
-      issuers: [{ name: 'kc', issuer: 'https://kc/realms/x', jwksUri: 'https://kc/keys', audience: ['a'], profile: 'keycloak' }],
+      issuers: [
+        { name: 'kc', issuer: 'https://kc/realms/x', jwksUri: 'https://kc/keys', audience: ['a'], profile: 'keycloak' },
+        { name: 'a0', issuer: 'https://a0/', jwksUri: 'https://a0/keys', audience: ['a'], claims: { subject: 'https://example\\.com/user.id' } },
+      ],
       routes: [{ path: '/', upstream: 'u' }],
     },
     tmpdir(),
-  ).issuers;
+  );
+  const issuer = config.issuers[0]!;
+  const namespaced = config.issuers[1]!;
+
+  /** The principal of a payload that must be accepted. */
+  function accepted(payload: Record<string, unknown>, from: PrincipalSource = issuer): Principal {
+    const p = principalFrom(payload, from);
+    if (typeof p === 'string') throw new Error(`refused: ${p}`);
+    return p;
+  }
 
   it('reads the profile paths once and freezes the result', () => {
-    const p = principalFrom(
-      { iss: 'https://kc/realms/x', sub: 7, exp: 10, amr: ['pwd', 'otp'], acr: '1', auth_time: 5, realm_access: { roles: 'admin' }, scope: 'a b', groups: 3 },
-      issuer!,
-    );
+    const p = accepted({ iss: 'https://kc/realms/x', sub: 7, exp: 10, amr: ['pwd', 'otp'], acr: '1', auth_time: 5, realm_access: { roles: 'admin' }, scope: 'a b', groups: 3 });
     expect(p).toEqual({
       issuer: 'kc',
       iss: 'https://kc/realms/x',
@@ -96,6 +105,12 @@ describe('principalFrom', () => {
     });
     expect(Object.isFrozen(p)).toBe(true);
     expect(Object.isFrozen(p.amr)).toBe(true);
+    expect(Object.isFrozen(p.roles)).toBe(true);
+  });
+
+  it('needs only the issuer name and claim paths (what a worker task carries)', () => {
+    const p = accepted({ iss: 'https://kc/realms/x', sub: 'alice', exp: 10, realm_access: { roles: ['r'] } }, { name: 'kc', claims: issuer.claims });
+    expect(p).toMatchObject({ issuer: 'kc', subject: 'alice', roles: ['r'] });
   });
 
   it.each([
@@ -103,12 +118,81 @@ describe('principalFrom', () => {
     ['an array with a non-string', ['pwd', 1]],
     ['an object', { 0: 'mfa' }],
   ])('an amr that is %s counts as absent', (_n, amr) => {
-    expect(principalFrom({ iss: 'x', exp: 1, amr }, issuer!).amr).toBeUndefined();
+    expect(accepted({ iss: 'x', sub: 'alice', exp: 1, amr }).amr).toBeUndefined();
   });
 
   it('ignores an auth_time that is not a finite number, and an acr that is not a string', () => {
-    const p = principalFrom({ iss: 'x', exp: 1, auth_time: '5', acr: 2 }, issuer!);
+    const p = accepted({ iss: 'x', sub: 'alice', exp: 1, auth_time: '5', acr: 2 });
     expect(p.authTime).toBeUndefined();
     expect(p.acr).toBeUndefined();
+  });
+
+  describe('the subject (RFC 9068 §2.2: sub is required)', () => {
+    it.each([
+      ['no sub', {}],
+      ['sub null', { sub: null }],
+      ['sub empty', { sub: '' }],
+    ])('%s → sub_missing', (_n, claims) => {
+      expect(principalFrom({ iss: 'x', exp: 1, ...claims }, issuer)).toBe('sub_missing');
+    });
+
+    it.each([
+      ['an object', { id: 1 }],
+      ['an array', ['alice']],
+      ['a boolean', true],
+    ])('a sub that is %s → claim_invalid', (_n, sub) => {
+      expect(principalFrom({ iss: 'x', exp: 1, sub }, issuer)).toBe('claim_invalid');
+    });
+
+    it('is read at the issuer\'s subject path: a value only under `sub` does not count there', () => {
+      expect(accepted({ iss: 'x', exp: 1, 'https://example.com/user': { id: 'u-1' } }, namespaced).subject).toBe('u-1');
+      expect(principalFrom({ iss: 'x', exp: 1, sub: 'alice' }, namespaced)).toBe('sub_missing');
+      expect(principalFrom({ iss: 'x', exp: 1, 'https://example.com/user': {} }, namespaced)).toBe('sub_missing');
+    });
+  });
+
+  describe('claims that cannot be rendered as text (lone UTF-16 surrogates)', () => {
+    const base = { iss: 'https://kc/realms/x', sub: 'alice', exp: 10 };
+    // JSON.parse of the escapes a signed token may carry: "\ud800" is valid JSON (RFC 8259 §8.2).
+    const lone = JSON.parse('"x\\ud800"') as string;
+    const trail = JSON.parse('"\\udc00y"') as string;
+
+    it('the test strings are what a token decodes to', () => {
+      expect(lone.isWellFormed()).toBe(false);
+      expect(trail.isWellFormed()).toBe(false);
+      expect(JSON.parse('"\\ud83d\\ude00"')).toBe('😀');
+    });
+
+    it.each([
+      ['sub', { sub: lone }],
+      ['iss', { iss: `https://kc/${trail}` }],
+      ['an amr item', { amr: ['pwd', lone] }],
+      ['acr', { acr: lone }],
+      ['a role (array)', { realm_access: { roles: ['ok', trail] } }],
+      ['a role (one string)', { realm_access: { roles: lone } }],
+      ['a scope (string)', { scope: `openid ${lone}` }],
+      ['a scope (array)', { scope: [lone] }],
+      ['a group', { groups: [lone] }],
+    ])('%s → claim_unrenderable', (_n, claims) => {
+      expect(principalFrom({ ...base, ...claims }, issuer)).toBe('claim_unrenderable');
+    });
+
+    it('a lone surrogate in a claim the principal does not carry is not looked at', () => {
+      expect(accepted({ ...base, note: lone, amr: [1, lone] }).amr).toBeUndefined();
+    });
+
+    it('well-formed text outside ASCII passes, surrogate pairs included', () => {
+      const p = accepted({ ...base, sub: 'Zoë 😀', realm_access: { roles: ['日本'] } });
+      expect(p.subject).toBe('Zoë 😀');
+      expect(p.roles).toEqual(['日本']);
+    });
+  });
+
+  it('refreezePrincipal freezes a structured clone again, lists included', () => {
+    const p = structuredClone(accepted({ iss: 'x', sub: 'a', exp: 1, amr: ['pwd'], realm_access: { roles: ['r'] }, scope: 's', groups: ['g'] }));
+    expect(Object.isFrozen(p)).toBe(false);
+    const f = refreezePrincipal(p);
+    expect(f).toBe(p);
+    for (const v of [f, f.amr, f.roles, f.scopes, f.groups]) expect(Object.isFrozen(v)).toBe(true);
   });
 });

@@ -79,7 +79,9 @@ const BASE: Record<string, unknown> = {
 function principal(issuerName: string, patch: Record<string, unknown> = {}): Principal {
   const payload: Record<string, unknown> = { iss: issuer(issuerName).issuer, ...BASE, ...patch };
   for (const k of Object.keys(payload)) if (payload[k] === undefined) delete payload[k];
-  return principalFrom(payload, issuer(issuerName));
+  const p = principalFrom(payload, issuer(issuerName));
+  if (typeof p === 'string') throw new Error(`the test payload was refused: ${p}`);
+  return p;
 }
 
 const R = `Bearer realm="${REALM}"`;
