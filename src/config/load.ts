@@ -9,7 +9,7 @@ import type { CompiledConfig, CompiledIssuer, CompiledRoute, CompiledUpstream, K
 import { PROFILES } from '../authz/profiles.js';
 import { parseClaimPath } from '../authz/claims.js';
 import { compileObserve, observeCrossChecks } from './observe-schema.js';
-import { KEEPABLE } from '../proxy/headers.js';
+import { GATEWAY_OWNED, HOP_BY_HOP, KEEPABLE } from '../proxy/headers.js';
 
 /** One problem with a config file, as `path.to.key: what is wrong` (DESIGN.md, `check`). */
 export interface ConfigProblem {
@@ -243,6 +243,19 @@ function crossChecks(data: unknown, baseDir: string): ConfigProblem[] {
   return problems;
 }
 
+/**
+ * Names an identity header must not take: hop-by-hop headers (RFC 9110 §7.6.1), the
+ * headers the gateway sets itself, and the framing and credential headers of the request.
+ */
+const RESERVED_NAMES: ReadonlySet<string> = new Set([
+  ...HOP_BY_HOP,
+  ...GATEWAY_OWNED.gatewaySet,
+  'authorization',
+  'content-length',
+  'content-type',
+  'cookie',
+]);
+
 /** RFC 9110 §5.1: field-name = token; token = 1*tchar. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const IDENTITY_DEFAULTS: Readonly<Record<string, string>> = identityHeadersSchema.parse({});
@@ -265,6 +278,9 @@ function identityHeaderChecks(raw: Record<string, unknown>): ConfigProblem[] {
       problems.push({ path: at, message: `must not contain "_" (CGI, PHP and Django read ${name} and ${example} as the same variable)` });
     }
     if (!TOKEN.test(name)) problems.push({ path: at, message: "must be a header name: an RFC 9110 §5.1 token (letters, digits and ! # $ % & ' * + - . ^ ` | ~)" });
+    else if (RESERVED_NAMES.has(name.toLowerCase())) {
+      problems.push({ path: at, message: `${name} is a header the gateway or HTTP itself controls; choose another name (e.g. x-auth-${key.toLowerCase()})` });
+    }
     const lower = name.toLowerCase();
     const first = byName.get(lower);
     if (first !== undefined) problems.push({ path: at, message: `same header name as identityHeaders.${first}` });

@@ -167,6 +167,15 @@ describe('identity header names in the config', () => {
     ]);
   });
 
+  it('refuses names HTTP or the gateway itself controls', () => {
+    expect(problems({ subject: 'Host', roles: 'x-forwarded-for', groups: 'authorization', amr: 'connection' })).toEqual([
+      'identityHeaders.subject: Host is a header the gateway or HTTP itself controls; choose another name (e.g. x-auth-subject)',
+      'identityHeaders.roles: x-forwarded-for is a header the gateway or HTTP itself controls; choose another name (e.g. x-auth-roles)',
+      'identityHeaders.groups: authorization is a header the gateway or HTTP itself controls; choose another name (e.g. x-auth-groups)',
+      'identityHeaders.amr: connection is a header the gateway or HTTP itself controls; choose another name (e.g. x-auth-amr)',
+    ]);
+  });
+
   it('accepts the defaults and other valid names', () => {
     expect(problems({})).toEqual([]);
     expect(problems({ subject: 'X-Remote-User', roles: "x-roles!#$%&'*+.^`|~" })).toEqual([]);
