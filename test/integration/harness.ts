@@ -118,11 +118,15 @@ export interface GatewayProcess {
 }
 
 /**
- * Starts the built CLI (`node dist/cli.js start --config FILE`) and waits for its
- * `listening` log line, which carries the real ports (the configs use port 0).
+ * Starts the built CLI (`node dist/cli.js start --config FILE`, or `argv`) and waits for
+ * its `listening` log line, which carries the real ports (the configs use port 0).
  */
-export async function startGatewayProcess(configFile: string, env: Record<string, string> = {}): Promise<GatewayProcess> {
-  const proc = spawn(process.execPath, [CLI, 'start', '--config', configFile], {
+export async function startGatewayProcess(
+  configFile: string,
+  env: Record<string, string> = {},
+  argv: readonly string[] = [process.execPath, CLI, 'start', '--config', configFile],
+): Promise<GatewayProcess> {
+  const proc = spawn(argv[0]!, argv.slice(1), {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -10,9 +10,9 @@ export const ROOT = resolve(import.meta.dirname, '../../..');
 export const DEMO_CLI = resolve(ROOT, 'dist/demo/cli.js');
 
 // The demo ships compiled (the CLI runs dist/demo/cli.js); the tests use the same build.
-export const { startDemoStack } = (await import('../../../dist/demo/stack.js')) as typeof import('../../../src/demo/stack.js');
-export const { startDemoIdp } = (await import('../../../dist/demo/idp.js')) as typeof import('../../../src/demo/idp.js');
-const tokenClient = (await import('../../../dist/demo/token-client.js')) as typeof import('../../../src/demo/token-client.js');
+export const { startDemoStack } = (await import('../../../dist/demo/stack.js')) as typeof import('../../../demo/stack.js');
+export const { startDemoIdp } = (await import('../../../dist/demo/idp.js')) as typeof import('../../../demo/idp.js');
+const tokenClient = (await import('../../../dist/demo/token-client.js')) as typeof import('../../../demo/token-client.js');
 export const { jwtPayload, TokenFlowError } = tokenClient;
 /** The demo's token helper; the tokens it returns go into the whole-run leak check's list (test/leaks). */
 export const fetchToken: typeof tokenClient.fetchToken = async (options) => {
@@ -21,10 +21,10 @@ export const fetchToken: typeof tokenClient.fetchToken = async (options) => {
   recordToken(result.idToken);
   return result;
 };
-export const { totpCode } = (await import('../../../dist/demo/totp.js')) as typeof import('../../../src/demo/totp.js');
-export const { DEMO_TOTP_SECRET } = (await import('../../../dist/demo/accounts.js')) as typeof import('../../../src/demo/accounts.js');
-export const constants = (await import('../../../dist/demo/constants.js')) as typeof import('../../../src/demo/constants.js');
-export const tour = (await import('../../../dist/demo/tour.js')) as typeof import('../../../src/demo/tour.js');
+export const { totpCode } = (await import('../../../dist/demo/totp.js')) as typeof import('../../../demo/totp.js');
+export const { DEMO_TOTP_SECRET } = (await import('../../../dist/demo/accounts.js')) as typeof import('../../../demo/accounts.js');
+export const constants = (await import('../../../dist/demo/constants.js')) as typeof import('../../../demo/constants.js');
+export const tour = (await import('../../../dist/demo/tour.js')) as typeof import('../../../demo/tour.js');
 
 /**
  * The clock of the IdP's TOTP check and of the codes the tests compute. A code is

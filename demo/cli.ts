@@ -7,7 +7,7 @@
  */
 import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
-import { parseDuration } from '../config/duration.js';
+import { parseDuration } from 'mfa-gateway';
 import { demoAccounts } from './accounts.js';
 import { DEMO_PORTS } from './constants.js';
 import { otpauthUri } from './totp.js';

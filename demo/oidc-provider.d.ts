@@ -1,7 +1,7 @@
 /**
  * The small part of oidc-provider 9's API the demo identity provider uses.
  * oidc-provider ships no type declarations and @types/oidc-provider is not a
- * dependency, so this file declares just what src/demo/idp.ts calls.
+ * dependency, so this file declares just what demo/idp.ts calls.
  */
 declare module 'oidc-provider' {
   import type { IncomingMessage, ServerResponse } from 'node:http';

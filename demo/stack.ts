@@ -1,9 +1,8 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { GatewayHandle } from '../gateway.js';
-import { compileConfig, readConfigFile } from '../config/load.js';
-import type { CompiledConfig } from '../config/types.js';
-import { createLogger } from '../observe/log.js';
+// The demo uses the gateway as any program embedding it would: through the package's
+// public entry point (src/index.ts), never its internals.
+import { compileConfig, createLogger, readConfigFile, type CompiledConfig, type GatewayHandle } from 'mfa-gateway';
 import type { DemoAccount } from './accounts.js';
 import { startDemoIdp, type DemoIdp } from './idp.js';
 import { startDemoUpstream, type DemoUpstream } from './upstream.js';
@@ -109,7 +108,7 @@ export async function startDemoStack(options: DemoStackOptions = {}): Promise<De
       dirname(resolve(configFile)),
     );
     // Loaded here, not at the top: `demo token` must not need the native uWS build.
-    const { startGateway } = await import('../gateway.js');
+    const { startGateway } = await import('mfa-gateway');
     const gateway = await startGateway(config, { logger: createLogger({ level: options.logLevel ?? 'warn' }) });
     started.push(gateway);
     const gatewayUrl = `http://${config.listen.host}:${gateway.port}`;

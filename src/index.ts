@@ -1,0 +1,14 @@
+/**
+ * The package's public entry point, for programs that embed the gateway instead of
+ * running its binary (the bundled demo does: demo/stack.ts).
+ *
+ * @example
+ * import { loadConfig, startGateway } from 'mfa-gateway';
+ * const gateway = await startGateway(loadConfig('gateway.yaml'));
+ * process.on('SIGTERM', () => gateway.close().then(() => process.exit(0)));
+ */
+export { startGateway, type GatewayHandle, type GatewayOptions } from './gateway.js';
+export { compileConfig, loadConfig, readConfigFile, ConfigError, formatProblem, type ConfigProblem } from './config/load.js';
+export type { CompiledConfig } from './config/types.js';
+export { parseDuration } from './config/duration.js';
+export { createLogger, type Logger } from './observe/log.js';
