@@ -1,0 +1,154 @@
+/**
+ * Compiles a validated config into the frozen runtime table the request path reads:
+ * durations as numbers, claim paths split, routes sorted, every default already filled
+ * in by the schema. Nothing on the request path parses config text again.
+ */
+import { resolve } from 'node:path';
+import type { RawConfig, RawIssuer, RawRoute } from './schema.js';
+import { parseDuration } from './duration.js';
+import type { CompiledConfig, CompiledIssuer, CompiledRoute, CompiledUpstream, KeySource, MfaPolicy } from './types.js';
+import type { ConfigProblem } from './problems.js';
+import { PROFILES } from '../authz/profiles.js';
+import { parseClaimPath } from '../authz/claims.js';
+import { compileObserve } from './observe-schema.js';
+
+export function compileParsed(raw: RawConfig, baseDir: string, warnings: readonly ConfigProblem[]): CompiledConfig {
+  const ms = (s: string) => parseDuration(s)!;
+  const file = (p: string) => resolve(baseDir, p);
+  const issuers = raw.issuers.map((iss) => compileIssuer(iss, file, ms));
+  const upstreams = new Map<string, CompiledUpstream>();
+  for (const [name, u] of Object.entries(raw.upstreams)) {
+    const url = new URL(u.url);
+    upstreams.set(name, {
+      name,
+      origin: url.origin,
+      basePath: url.pathname.replace(/\/+$/, ''),
+      connections: u.connections,
+      maxQueue: u.maxQueue,
+      connectTimeoutMs: ms(u.timeouts.connect),
+      headersTimeoutMs: ms(u.timeouts.headers),
+      bodyTimeoutMs: ms(u.timeouts.body),
+    });
+  }
+  const mfa: MfaPolicy = { amr: raw.mfa.amr, acr: raw.mfa.acr, maxAgeSec: Math.floor(ms(raw.mfa.maxAge) / 1000) };
+  const routes = raw.routes.map((r) => {
+    const prefix = r.path.endsWith('/') ? r.path.slice(0, -1) : r.path;
+    return compileRoute(r, r.name ?? r.path, prefix, mfa, ms, raw.server.pathParameters);
+  });
+  routes.sort((a, b) => b.prefix.length - a.prefix.length);
+  const cache = raw.verifier.cache;
+  return deepFreeze({
+    listen: {
+      host: raw.listen.host,
+      port: raw.listen.port,
+      tls: raw.listen.tls ? { ...raw.listen.tls, cert: file(raw.listen.tls.cert), key: file(raw.listen.tls.key) } : null,
+    },
+    admin: { host: raw.admin.host, port: raw.admin.port },
+    server: {
+      realm: raw.server.realm,
+      drainTimeoutMs: ms(raw.server.drainTimeout),
+      maxBodyBytes: raw.server.maxBodyBytes,
+      trustedProxies: raw.server.trustedProxies,
+      requestBuffering: raw.server.requestBuffering,
+      requestBodyIdleMs: ms(raw.server.timeouts.requestBodyIdle),
+      pathParameters: raw.server.pathParameters,
+    },
+    verifier: {
+      threads: raw.verifier.threads,
+      maxQueue: raw.verifier.maxQueue,
+      maxTokenBytes: raw.verifier.maxTokenBytes,
+      cacheMax: cache.max,
+      cacheMaxTtlMs: ms(cache.maxTtl),
+      negativeTtlMs: ms(cache.negativeTtl),
+      negativeMax: cache.negativeMax,
+      jwksCooldownMs: ms(raw.verifier.jwksCooldown),
+      jwksTimeoutMs: ms(raw.verifier.jwksTimeout),
+      taskTimeoutMs: ms(raw.verifier.taskTimeout),
+    },
+    issuers,
+    upstreams,
+    mfa,
+    routes,
+    identityHeaders: Object.fromEntries(
+      Object.entries(raw.identityHeaders).map(([k, v]) => [k, v.toLowerCase()]),
+    ) as unknown as CompiledConfig['identityHeaders'],
+    headers: {
+      remove: raw.headers.remove.map((n) => n.toLowerCase()),
+      keep: raw.headers.keep.map((n) => n.toLowerCase()),
+      forwarded: raw.server.forwardedHeader,
+    },
+    ...compileObserve(raw, baseDir),
+    baseDir,
+    warnings,
+  });
+}
+
+function compileIssuer(iss: RawIssuer, file: (p: string) => string, ms: (s: string) => number): CompiledIssuer {
+  const profile = PROFILES[iss.profile];
+  const keys: KeySource = iss.jwksFile
+    ? { kind: 'jwksFile', path: file(iss.jwksFile) }
+    : iss.jwksUri
+      ? { kind: 'jwksUri', url: iss.jwksUri }
+      : // OIDC Discovery 1.0 §4: the issuer's path is kept, `/.well-known/openid-configuration` appended.
+        { kind: 'discovery', url: `${iss.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration` };
+  // `\.` escapes a literal dot, so namespaced claims (Auth0: `https://example\.com/roles`) stay addressable.
+  const split = parseClaimPath;
+  const typ = iss.typ ? iss.typ.toLowerCase().replace(/^application\//, '') : null;
+  return {
+    name: iss.name,
+    issuer: iss.issuer,
+    profile: iss.profile,
+    keys,
+    audience: iss.audience,
+    algorithms: iss.algorithms,
+    clockToleranceSec: Math.floor(ms(iss.clockTolerance) / 1000),
+    typ,
+    claims: {
+      subject: split(iss.claims.subject ?? profile.claims.subject),
+      roles: split(iss.claims.roles ?? profile.claims.roles),
+      scopes: split(iss.claims.scopes ?? profile.claims.scopes),
+      groups: split(iss.claims.groups ?? profile.claims.groups),
+    },
+    mfaEvidence: { amr: iss.mfa?.amr ?? profile.mfa.amr, acr: iss.mfa?.acr ?? profile.mfa.acr },
+  };
+}
+
+function compileRoute(r: RawRoute, name: string, prefix: string, mfa: MfaPolicy, ms: (s: string) => number, pathParameters: RawRoute['pathParameters']): CompiledRoute {
+  const methods = r.methods ? new Set<string>(r.methods) : null;
+  // RFC 9110 §9.3.2: HEAD is allowed wherever GET is.
+  if (methods?.has('GET')) methods.add('HEAD');
+  return {
+    name,
+    path: r.path,
+    prefix,
+    methods,
+    allow: methods ? [...methods].join(', ') : '',
+    upstream: r.upstream,
+    stripPrefix: r.stripPrefix,
+    forwardAuthorization: r.forwardAuthorization,
+    allowPathParameters: (r.pathParameters ?? pathParameters) === 'allow',
+    policy: {
+      auth: r.auth,
+      issuers: r.issuers ? new Set(r.issuers) : null,
+      roles: r.roles ?? [],
+      scopes: r.scopes ?? [],
+      groups: r.groups ?? [],
+      mfa: {
+        amr: r.mfa?.amr ?? mfa.amr,
+        acr: r.mfa?.acr ?? mfa.acr,
+        maxAgeSec: r.mfa?.maxAge !== undefined ? Math.floor(ms(r.mfa.maxAge) / 1000) : mfa.maxAgeSec,
+      },
+      requiredAcr: r.acr ?? [],
+    },
+  };
+}
+
+/** Freezes plain objects and arrays recursively (Maps and Sets are left as they are: read-only by type). */
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    if (value instanceof Map) for (const v of value.values()) deepFreeze(v);
+    else if (!(value instanceof Set)) for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
