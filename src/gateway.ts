@@ -1,30 +1,32 @@
 import type { us_listen_socket } from 'uWebSockets.js';
-import type { CompiledConfig } from './config/types.js';
+import type { GatewayState } from './config/state.js';
 import type { Verifier } from './authn/types.js';
 import { createVerifier } from './authn/verifier.js';
 import { GatewayError } from './errors.js';
 import { UpstreamPools } from './proxy/pools.js';
-import type { Exchange } from './proxy/exchange.js';
-import { Pipeline } from './server/pipeline.js';
+import type { Services } from './pipeline/services.js';
+import type { RequestContext } from './pipeline/context.js';
+import { frontHandler, type StateHolder } from './server/front.js';
 import { mountAdmin } from './server/admin.js';
+import { SYSTEM_RUNTIME, type Runtime } from './runtime.js';
+import { recordRequest } from './observe/record.js';
 import { loadUws } from './server/uws.js';
 import { createLogger, type Logger } from './observe/log.js';
-import { createAudit, isAuditReason, tokenHash, type AuditEntry, type AuditReason } from './observe/audit.js';
+import { createAudit } from './observe/audit.js';
 import { createMetrics, type Collectors, type Metrics } from './observe/metrics.js';
-import { createRateLimits } from './observe/ratelimit.js';
+import { createRateLimits } from './limits/limits.js';
 
 export interface GatewayOptions {
   logger?: Logger;
   metrics?: Metrics;
-  /** Injected clock and fetcher for the verifier (tests). */
-  now?: () => number;
-  fetch?: typeof globalThis.fetch;
+  /** The clock and network of every part (src/runtime.ts); tests give one they control. */
+  runtime?: Runtime;
 }
 
 export interface GatewayHandle {
   readonly port: number;
   readonly adminPort: number;
-  readonly config: CompiledConfig;
+  readonly config: GatewayState;
   /** Requests being handled right now. */
   inFlight(): number;
   /**
@@ -64,15 +66,16 @@ function listen(app: import('uWebSockets.js').TemplatedApp, host: string, port: 
  * const gw = await startGateway(loadConfig('gateway.yaml'));
  * process.on('SIGTERM', () => gw.close().then(() => process.exit(0)));
  */
-export async function startGateway(config: CompiledConfig, options: GatewayOptions = {}): Promise<GatewayHandle> {
+export async function startGateway(config: GatewayState, options: GatewayOptions = {}): Promise<GatewayHandle> {
   const uws = loadUws();
   const logger = options.logger ?? createLogger();
   const metrics = options.metrics ?? createMetrics();
+  const runtime = options.runtime ?? SYSTEM_RUNTIME;
   const verifier: Verifier | null =
     config.issuers.length > 0
       ? createVerifier(config, {
-          ...(options.now ? { now: options.now } : {}),
-          ...(options.fetch ? { fetch: options.fetch } : {}),
+          now: runtime.now,
+          fetch: runtime.fetch,
           log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => logger[level](fields ?? {}, msg),
           onKeyFetch: (issuer: string, ok: boolean) => metrics.jwksFetch(issuer, ok),
           onTaskTimeout: () => metrics.verifierTimeout(),
@@ -81,7 +84,7 @@ export async function startGateway(config: CompiledConfig, options: GatewayOptio
   await verifier?.start();
   const pools = new UpstreamPools(config.upstreams);
 
-  const rateLimits = createRateLimits(config.rateLimit);
+  const rateLimits = createRateLimits(config.rateLimit, { now: runtime.now });
   const audit = createAudit(config.audit, { onError: (err) => logger.error({ err: err.message }, 'audit destination failed') });
   metrics.setCollectors({
     pools: () => [...pools.entries()].map(([upstream, p]) => ({ upstream, ...p.stats() })),
@@ -91,40 +94,42 @@ export async function startGateway(config: CompiledConfig, options: GatewayOptio
 
   let inFlight = 0;
   let drained: (() => void) | null = null;
-  const onDone = (ex: Exchange): void => {
-    inFlight--;
-    const entry = auditEntry(ex);
-    audit.record(entry);
-    metrics.request(ex.route, entry.status, entry.reason, entry.total_ms / 1000);
-    if (ex.upstreamMs !== null && ex.upstream !== null) metrics.upstream(ex.upstream, ex.upstreamMs / 1000);
-    if (inFlight === 0 && drained) drained();
+  const reportInternal = (ctx: RequestContext | null, err: unknown): void => {
+    metrics.internalError();
+    // The message and stack only: never request data, which could hold a token.
+    const e = err instanceof Error ? err : new Error(String(err));
+    logger.error({ request_id: ctx?.requestId ?? null, route: ctx?.route?.name ?? null, err: e.message, stack: e.stack }, 'internal error while handling a request');
   };
-  const pipeline = new Pipeline({
-    config,
+  const services: Services = {
+    runtime,
     verifier,
+    limits: rateLimits,
     pools,
-    rateLimits,
     metrics,
-    hooks: {
-      done: onDone,
-      internalError: (ex, err) => {
-        metrics.internalError();
-        // The message and stack only: never request data, which could hold a token.
-        const e = err instanceof Error ? err : new Error(String(err));
-        logger.error({ request_id: ex?.requestId ?? null, route: ex?.route ?? null, err: e.message, stack: e.stack }, 'internal error while handling a request');
-      },
+    draining: false,
+    finished(ctx) {
+      inFlight--;
+      recordRequest(ctx, audit, metrics, (c) => reportInternal(c, new Error('a request finished without a reason')));
+      if (inFlight === 0 && drained) drained();
     },
-    onSprayingBlock: (client) => logger.warn({ client }, 'token spraying: address blocked'),
-  });
+    internalError: reportInternal,
+    sprayingBlocked: (client) => {
+      metrics.sprayingBlocked();
+      logger.warn({ client }, 'token spraying: address blocked');
+    },
+  };
+  const holder: StateHolder = { current: config };
 
   const tls = config.listen.tls;
   const app = tls
     ? uws.SSLApp({ cert_file_name: tls.cert, key_file_name: tls.key, ...(tls.passphrase ? { passphrase: tls.passphrase } : {}) })
     : uws.App();
-  app.any('/*', (res, req) => {
-    inFlight++;
-    pipeline.handle(res, req);
-  });
+  app.any(
+    '/*',
+    frontHandler(services, holder, () => {
+      inFlight++;
+    }),
+  );
 
   // Defence in depth behind the per-request boundary: a promise chain that escaped it is
   // logged and counted, and the process keeps serving (Node's default would exit).
@@ -152,7 +157,7 @@ export async function startGateway(config: CompiledConfig, options: GatewayOptio
     const adminApp = mountAdmin(uws.App(), {
       ready: () => {
         const keys = verifier?.readiness() ?? { ready: true, issuers: {}, pool: { ok: true } };
-        const listening = publicSocket !== null && !pipeline.draining;
+        const listening = publicSocket !== null && !services.draining;
         return {
           ready: listening && keys.ready,
           checks: { listening, config: 'loaded', upstreams: [...config.upstreams.keys()], issuers: keys.issuers, verifier: keys.pool },
@@ -173,7 +178,7 @@ export async function startGateway(config: CompiledConfig, options: GatewayOptio
       inFlight: () => inFlight,
       close() {
         closing ??= (async () => {
-          pipeline.draining = true;
+          services.draining = true;
           // Stop accepting: new connections are refused from here on.
           if (publicSocket) uws.us_listen_socket_close(publicSocket);
           publicSocket = null;
@@ -199,38 +204,6 @@ export async function startGateway(config: CompiledConfig, options: GatewayOptio
     await cleanup();
     throw err;
   }
-}
-
-/** The audit line of a finished exchange (src/observe/audit.ts documents the fields). */
-function auditEntry(ex: Exchange): AuditEntry {
-  const status = ex.aborted && !ex.started ? 499 : ex.status;
-  let reason: AuditReason;
-  if (ex.aborted) reason = 'client_aborted';
-  else if (ex.reason !== null && isAuditReason(ex.reason)) reason = ex.reason;
-  else if (ex.code === null) reason = 'ok';
-  else reason = isAuditReason(ex.code) ? ex.code : 'internal';
-  const p = ex.principal;
-  return {
-    request_id: ex.requestId,
-    client: ex.client,
-    method: ex.method,
-    path: ex.path,
-    route: ex.route,
-    upstream: ex.upstream,
-    status,
-    // allow = the policy let it through to the upstream (whatever the upstream then did).
-    decision: ex.dispatchedAt > 0 ? 'allow' : 'deny',
-    reason,
-    issuer: p?.issuer ?? null,
-    subject: p?.subject ?? null,
-    amr: p?.amr ?? null,
-    acr: p?.acr ?? null,
-    token_hash: ex.token === null ? null : tokenHash(ex.token, p),
-    cache: ex.cache,
-    total_ms: performance.now() - ex.startedAt,
-    verify_ms: ex.verifyMs,
-    upstream_ms: ex.upstreamMs,
-  };
 }
 
 function verifierCollectors(v: Verifier): Collectors {

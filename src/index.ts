@@ -9,6 +9,6 @@
  */
 export { startGateway, type GatewayHandle, type GatewayOptions } from './gateway.js';
 export { compileConfig, loadConfig, readConfigFile, ConfigError, formatProblem, type ConfigProblem } from './config/load.js';
-export type { CompiledConfig } from './config/types.js';
+export type { CompiledConfig } from './config/state.js';
 export { parseDuration } from './config/duration.js';
 export { createLogger, type Logger } from './observe/log.js';

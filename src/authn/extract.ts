@@ -15,8 +15,14 @@ const TOO_LARGE: Extracted = Object.freeze({ kind: 'too_large' });
 // make it ambiguous which credentials apply, so RFC 6750 §3.1 invalid_request.
 const TWO_HEADERS: Extracted = Object.freeze({ kind: 'invalid_request', description: 'multiple Authorization headers' });
 const EMPTY: Extracted = Object.freeze({ kind: 'invalid_request', description: 'empty bearer token' });
+/** The description of a bearer candidate that fails {@link isB64Token}. */
+export const MALFORMED_BEARER = 'malformed bearer token';
 /** The answer for a bearer candidate that fails {@link isB64Token}. */
-export const MALFORMED_TOKEN: Extracted = Object.freeze({ kind: 'invalid_request', description: 'malformed bearer token' });
+export const MALFORMED_TOKEN: Extracted = Object.freeze({ kind: 'invalid_request', description: MALFORMED_BEARER });
+/** Every `invalid_request` description the extractor gives (the config builds one answer for each). */
+export const INVALID_REQUEST_DESCRIPTIONS: readonly string[] = Object.freeze(
+  [TWO_HEADERS, EMPTY, MALFORMED_TOKEN].map((e) => (e as { description: string }).description),
+);
 
 /** RFC 6750 §2.1 b64token characters (the trailing `=` padding is handled apart). */
 const B64TOKEN = new Uint8Array(128);

@@ -1,44 +1,26 @@
+import { REASONS } from '../reasons.js';
 import type { TokenFailure, TokenFailureReason } from './types.js';
 
 /**
- * Public `error_description` text for each failure reason (RFC 6750 §3: the
- * description is for the developer; it names the reason and never echoes the token).
- * Every text stays inside the quoted-string characters RFC 6750 §3 allows (no `"` or `\`).
+ * The one shared, frozen failure object per reason: answering a failure allocates
+ * nothing. Token failures take their public description from the vocabulary
+ * (src/reasons.ts); the verifier's own two troubles say what failed in the words a
+ * developer needs (the 503's `error_description`).
  */
-export const FAILURE_DESCRIPTIONS: Readonly<Record<TokenFailure['reason'], string>> = Object.freeze({
-  malformed: 'token malformed',
-  too_large: 'token too large',
-  unknown_issuer: 'unknown issuer',
-  alg_not_allowed: 'algorithm not allowed',
-  bad_signature: 'signature invalid',
-  unknown_kid: 'unknown signing key',
-  expired: 'token expired',
-  not_yet_valid: 'token not yet valid',
-  exp_missing: 'token has no expiry',
-  wrong_audience: 'audience not accepted',
-  wrong_typ: 'token type not accepted',
-  crit_unsupported: 'unsupported critical header',
-  claim_invalid: 'claim invalid',
-  sub_missing: 'token has no subject',
-  claim_unrenderable: 'a claim value is not valid Unicode text',
-  issuer_not_allowed: 'issuer not allowed on this route',
-  verifier_unavailable: 'token verification unavailable',
-  overloaded: 'token verification overloaded',
-});
+const VERIFIER_DESCRIPTIONS = { verifier_unavailable: 'token verification unavailable', overloaded: 'token verification overloaded' } as const;
 
-function make(reason: TokenFailure['reason']): TokenFailure {
-  const code: TokenFailure['code'] =
-    reason === 'overloaded' ? 'overloaded' : reason === 'verifier_unavailable' ? 'verifier_unavailable' : 'invalid_token';
-  return Object.freeze({ ok: false, code, reason, description: FAILURE_DESCRIPTIONS[reason] });
-}
+type FailureReason = TokenFailure['reason'];
 
-const FAILURES = Object.fromEntries(
-  (Object.keys(FAILURE_DESCRIPTIONS) as TokenFailure['reason'][]).map((r) => [r, make(r)]),
-) as Record<TokenFailure['reason'], TokenFailure>;
+const FAILURES = Object.freeze(
+  Object.fromEntries([
+    ...Object.entries(REASONS)
+      .filter(([, info]) => info.stage === 'token')
+      .map(([reason, info]) => [reason, Object.freeze({ ok: false, code: 'invalid_token', reason, description: info.description })]),
+    ...Object.entries(VERIFIER_DESCRIPTIONS).map(([reason, description]) => [reason, Object.freeze({ ok: false, code: reason, reason, description })]),
+  ]),
+) as Readonly<Record<FailureReason, TokenFailure>>;
 
 /**
- * The one shared, frozen failure object for a reason: answering a failure allocates nothing.
- *
  * @example
  * tokenFailure('expired') // → { ok: false, code: 'invalid_token', reason: 'expired', description: 'token expired' }
  */

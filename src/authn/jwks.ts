@@ -8,7 +8,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { calculateJwkThumbprint, importJWK, type JWK } from 'jose';
-import type { CompiledIssuer } from '../config/types.js';
+import type { CompiledIssuer } from '../config/state.js';
 
 /** One usable public signing key. */
 export interface StoredKey {

@@ -1,26 +1,8 @@
 import type { Principal } from '../authz/claims.js';
 
-/**
- * Reasons a token is refused, from a fixed vocabulary shared by the response
- * (`error_description`), the audit line and the metrics.
- */
-export type TokenFailureReason =
-  | 'malformed'
-  | 'too_large'
-  | 'unknown_issuer'
-  | 'alg_not_allowed'
-  | 'bad_signature'
-  | 'unknown_kid'
-  | 'expired'
-  | 'not_yet_valid'
-  | 'exp_missing'
-  | 'wrong_audience'
-  | 'wrong_typ'
-  | 'crit_unsupported'
-  | 'claim_invalid'
-  | 'sub_missing'
-  | 'claim_unrenderable'
-  | 'issuer_not_allowed';
+/** Reasons a token is refused: the `token` rows of the vocabulary (src/reasons.ts). */
+export type { TokenFailureReason } from '../reasons.js';
+import type { TokenFailureReason } from '../reasons.js';
 
 export interface TokenFailure {
   readonly ok: false;

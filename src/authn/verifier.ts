@@ -11,16 +11,16 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { LRUCache } from 'lru-cache';
 import { Piscina } from 'piscina';
-import type { CompiledConfig, CompiledIssuer } from '../config/types.js';
+import type { CompiledConfig, CompiledIssuer } from '../config/state.js';
 import { refreezePrincipal, type Principal } from '../authz/claims.js';
 import { GatewayError } from '../errors.js';
 import { jwsForm } from './extract.js';
+import { TokenCache } from './cache.js';
 import { tokenFailure } from './failures.js';
 import { decodeJsonSegment } from './jws.js';
 import { KEY_MISMATCH, KeyStore, NO_KEYS, UNKNOWN_KID, type StoredKey } from './jwks.js';
-import type { TokenFailure, TokenFailureReason, TokenSuccess, Verifier, VerifierReadiness, VerifierStats, VerifyResult } from './types.js';
+import type { TokenFailure, Verifier, VerifierReadiness, VerifierStats, VerifyResult } from './types.js';
 import { PROBE_ANSWER, verifyToken, type ProbeTask, type VerifyTask, type VerifyTaskResult } from './worker/verify.js';
 
 export interface VerifierOptions {
@@ -46,23 +46,11 @@ export interface VerifierOptions {
   onTaskTimeout?: () => void;
 }
 
-/**
- * A cached success carries its own deadlines, so a hit reads the clock once and needs
- * no second look-up (lru-cache's own TTL would read it again on every get).
- */
-interface CachedSuccess extends TokenSuccess {
-  /** min(exp, cached at + maxTtl) in ms: after it the entry is a miss and the token is verified again. */
-  readonly staleAtMs: number;
-  /** (exp + clockTolerance) in ms: from this instant on the token is expired (jose's rule). */
-  readonly expiredAtMs: number;
-}
-
 interface IssuerRuntime {
   readonly issuer: CompiledIssuer;
   readonly store: KeyStore;
 }
 
-const EXPIRED = tokenFailure('expired');
 const MALFORMED = tokenFailure('malformed');
 const TOO_LARGE = tokenFailure('too_large');
 const UNKNOWN_ISSUER = tokenFailure('unknown_issuer');
@@ -70,57 +58,6 @@ const ALG_NOT_ALLOWED = tokenFailure('alg_not_allowed');
 const UNKNOWN_KID_FAILURE = tokenFailure('unknown_kid');
 const UNAVAILABLE = tokenFailure('verifier_unavailable');
 const OVERLOADED = tokenFailure('overloaded');
-
-/**
- * Reasons worth a negative-cache entry: the token reached a signature or claims check
- * and will fail it again. `not_yet_valid` is left out: only a correctly signed token
- * gets that far, and it becomes valid by itself. `unknown_kid` is cached apart, only
- * until a refetch could change the answer; overload and unavailability never are.
- */
-const NEGATIVE_REASONS: ReadonlySet<string> = new Set<TokenFailureReason>([
-  'bad_signature',
-  'expired',
-  'exp_missing',
-  'wrong_audience',
-  'wrong_typ',
-  'crit_unsupported',
-  'claim_invalid',
-  'sub_missing',
-  'claim_unrenderable',
-  'alg_not_allowed',
-  'malformed',
-  'unknown_issuer',
-]);
-
-/**
- * lru-cache's `get(k, options = {})` allocates its default options object on every
- * call; handing it this one keeps a hit allocation-free. `status` is reset before each
- * use so lru-cache's diagnostics (when subscribed) start from a clean slate.
- */
-const HOT_GET: { status?: undefined } = {};
-
-/**
- * How many of a token's last characters index the verifier's positive and
- * negative caches. Looking a ~1.5 KB token up by itself makes V8 hash every character
- * of a fresh string on each request (about 2.5 µs, the largest cost of a cache hit);
- * the last 43 characters of a JWS are 256 bits of its signature, unique among real
- * tokens. The index only finds the slot: a hit also needs the slot's token to equal
- * the presented one, byte for byte, so the caches stay keyed by the whole token
- * (issue 3), and two tokens that share a tail (only a crafted one can) merely miss or
- * replace each other's slot.
- */
-const INDEX_CHARS = 43;
-
-/** The cache index of a token: its last {@link INDEX_CHARS} characters. */
-export function tokenIndex(token: string): string {
-  return token.length > INDEX_CHARS ? token.slice(token.length - INDEX_CHARS) : token;
-}
-
-/** A cache slot: the whole token it belongs to, and what was learned about it. */
-interface Slot<T> {
-  readonly token: string;
-  readonly value: T;
-}
 
 /** Piscina rejects a task it has no room for with one of these (piscina/dist/errors.js). */
 const QUEUE_FULL = /^(Task queue is at limit|No task queue available)/;
@@ -140,8 +77,7 @@ class TokenVerifier implements Verifier {
   private readonly now: () => number;
   private readonly log: NonNullable<VerifierOptions['log']>;
   private readonly byIss = new Map<string, IssuerRuntime>();
-  private readonly positive: LRUCache<string, Slot<CachedSuccess>>;
-  private readonly negative: LRUCache<string, Slot<TokenFailure>>;
+  private readonly cache: TokenCache;
   private readonly pending = new Map<string, Promise<VerifyResult>>();
   private readonly pool: Piscina<VerifyTask | ProbeTask, VerifyTaskResult | typeof PROBE_ANSWER> | null;
   private readonly abort = new AbortController();
@@ -180,18 +116,10 @@ class TokenVerifier implements Verifier {
       });
       this.byIss.set(issuer.issuer, { issuer, store });
     }
-    // Positive entries expire by their own deadlines (CachedSuccess), checked in lookup
-    // against the injected clock; the negative cache uses lru-cache's TTL, with the
-    // injected clock as its `perf` and ttlResolution 0 so it asks on every read instead
-    // of memoizing a timestamp behind a real timer.
-    this.positive = new LRUCache<string, Slot<CachedSuccess>>({ max: this.cfg.cacheMax });
-    this.negative = new LRUCache<string, Slot<TokenFailure>>({
-      max: this.cfg.negativeMax,
-      ttl: this.cfg.negativeTtlMs,
-      ttlResolution: 0,
-      ttlAutopurge: false,
-      perf: { now: this.now },
-    });
+    this.cache = new TokenCache(
+      { max: this.cfg.cacheMax, maxTtlMs: this.cfg.cacheMaxTtlMs, negativeMax: this.cfg.negativeMax, negativeTtlMs: this.cfg.negativeTtlMs },
+      this.now,
+    );
     if (this.cfg.threads > 0) {
       const file = options.workerFile ?? new URL('./worker/verify.js', import.meta.url);
       // Fail at start rather than with a pool that respawns a worker that cannot load.
@@ -213,29 +141,9 @@ class TokenVerifier implements Verifier {
     }
   }
 
-  /**
-   * The hot path: synchronous, and on a hit it returns the cached object itself
-   * (the only allocation is the short index slice). `exp` is re-checked against the clock on every hit,
-   * with the issuer's clock tolerance, as jose would.
-   */
+  /** The hot path: the token cache (src/authn/cache.ts), synchronous and allocation-free on a hit. */
   lookup(token: string): VerifyResult | undefined {
-    const index = tokenIndex(token);
-    HOT_GET.status = undefined;
-    const slot = this.positive.get(index, HOT_GET);
-    if (slot !== undefined && slot.token === token) {
-      const hit = slot.value;
-      const t = this.now();
-      if (t < hit.expiredAtMs) {
-        if (t <= hit.staleAtMs) return hit;
-        this.positive.delete(index); // past maxTtl (or exp, inside the tolerance): verify again
-      } else {
-        this.positive.delete(index);
-        return EXPIRED;
-      }
-    }
-    HOT_GET.status = undefined;
-    const bad = this.negative.get(index, HOT_GET);
-    return bad !== undefined && bad.token === token ? bad.value : undefined;
+    return this.cache.lookup(token);
   }
 
   verify(token: string): Promise<VerifyResult> {
@@ -334,8 +242,7 @@ class TokenVerifier implements Verifier {
     this.closed = true;
     this.abort.abort();
     await this.pool?.destroy();
-    this.positive.clear();
-    this.negative.clear();
+    this.cache.clear();
   }
 
   stats(): VerifierStats {
@@ -346,8 +253,8 @@ class TokenVerifier implements Verifier {
       keyFetchFailures += r.store.failures;
     }
     return {
-      cacheSize: this.positive.size,
-      negativeSize: this.negative.size,
+      cacheSize: this.cache.size,
+      negativeSize: this.cache.negativeSize,
       queued: this.pool?.queueSize ?? 0,
       utilization: this.pool?.utilization ?? (this.inlineRunning > 0 ? 1 : 0),
       verifications: this.verifications,
@@ -392,8 +299,7 @@ class TokenVerifier implements Verifier {
     if (key === UNKNOWN_KID) {
       // Cached only until a refetch could make the kid known (lru-cache expires an entry
       // once more than `ttl` ms have passed, hence the − 1).
-      const ttl = Math.floor(Math.min(this.cfg.negativeTtlMs, store.cooldownLeft() - 1));
-      if (ttl >= 1) this.negative.set(tokenIndex(token), { token, value: UNKNOWN_KID_FAILURE }, { ttl });
+      this.cache.rememberFor(token, UNKNOWN_KID_FAILURE, Math.floor(Math.min(this.cfg.negativeTtlMs, store.cooldownLeft() - 1)));
       return UNKNOWN_KID_FAILURE;
     }
     return this.runTask(token, issuer, key, alg);
@@ -487,23 +393,10 @@ class TokenVerifier implements Verifier {
 
   /** Caches the verified claims (never a decision) until exp, at most maxTtl. */
   private accept(token: string, issuer: CompiledIssuer, received: Principal): VerifyResult {
-    const principal = refreezePrincipal(received);
-    const now = this.now();
-    const expMs = principal.exp * 1000;
-    const entry: CachedSuccess = Object.freeze({
-      ok: true as const,
-      principal,
-      // TTL = min(exp − now, maxTtl): never past `exp` (README "Cache").
-      staleAtMs: Math.min(expMs, now + this.cfg.cacheMaxTtlMs),
-      expiredAtMs: (principal.exp + issuer.clockToleranceSec) * 1000,
-    });
-    // A token still inside its tolerance window after `exp` is answered but not cached.
-    if (expMs > now) this.positive.set(tokenIndex(token), { token, value: entry });
-    return entry;
+    return this.cache.accept(token, refreezePrincipal(received), issuer.clockToleranceSec);
   }
 
   private remember(token: string, failure: TokenFailure): TokenFailure {
-    if (NEGATIVE_REASONS.has(failure.reason)) this.negative.set(tokenIndex(token), { token, value: failure });
-    return failure;
+    return this.cache.remember(token, failure);
   }
 }

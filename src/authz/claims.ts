@@ -1,4 +1,4 @@
-import type { ClaimPath, CompiledIssuer } from '../config/types.js';
+import type { ClaimPath, CompiledIssuer } from '../config/state.js';
 
 declare global {
   interface String {

@@ -1,27 +1,21 @@
-import type { CompiledIssuer, RoutePolicy } from '../config/types.js';
+import type { CompiledIssuer, RoutePolicy } from '../config/state.js';
+import type { PolicyReason } from '../reasons.js';
 import { bearerChallenge, type BearerChallengeParams } from './challenge.js';
 import type { Principal } from './claims.js';
 import { checkMfa, type MfaFailure } from './mfa.js';
 import { checkRbac, missing, type RbacFailure } from './rbac.js';
 
 /**
- * The policy decision for one request: allow, or deny with a reason from a fixed
- * vocabulary that the response, the audit line and the metrics all use.
+ * The policy decision for one request: allow, or deny with a reason from the one
+ * vocabulary (src/reasons.ts) that the response, the audit line and the metrics all use.
  */
-export type DenyReason =
-  | 'issuer_not_allowed'
-  | 'mfa_required'
-  | 'acr_insufficient'
-  | 'auth_too_old'
-  | 'auth_time_missing'
-  | 'role_missing'
-  | 'scope_missing'
-  | 'group_missing';
+export type DenyReason = PolicyReason;
 
 export interface Allow {
   readonly allow: true;
 }
 
+/** A refusal, in the shape the pipeline answers with (src/pipeline/answer.ts `Answer`). */
 export interface Deny {
   readonly allow: false;
   readonly status: 401 | 403;
@@ -38,7 +32,7 @@ export interface Deny {
 export const ALLOW: Allow = Object.freeze({ allow: true as const });
 
 /**
- * Decides one request. Order (DESIGN.md "Answers"): issuer allowed on the route (401
+ * Decides one request. Order (README "What the gateway answers"): issuer allowed on the route (401
  * `invalid_token`), then for `auth: mfa` the MFA stage (401
  * `insufficient_user_authentication`, RFC 9470 §3), then roles / scopes / groups (403
  * `insufficient_scope`, RFC 6750 §3.1). `auth: none` never needs a decision.
@@ -152,7 +146,7 @@ function buildDeny(policy: RoutePolicy, realm: string, variant: Variant): Deny {
 
 /**
  * RFC 9470 §3 step-up challenge. `acr_values` lists what would satisfy the route (its
- * required `acr`, else the `mfa.acr` alternatives; DESIGN.md), so a client can restart
+ * required `acr`, else the `mfa.acr` alternatives; RFC 9470 §3), so a client can restart
  * the authorization request with it; it is also sent with an auth_time failure, because
  * a fresh login that forgot the route's acr would only fail again. `max_age` (seconds)
  * goes with auth_time failures only.

@@ -1,4 +1,4 @@
-import type { CompiledIssuer, RoutePolicy } from '../config/types.js';
+import type { CompiledIssuer, RoutePolicy } from '../config/state.js';
 import type { Principal } from './claims.js';
 
 /**
@@ -78,7 +78,7 @@ export function checkMfa(p: Principal, policy: RoutePolicy, issuer: CompiledIssu
   const required = policy.requiredAcr;
   if (required.length > 0 && (p.acr === undefined || !required.includes(p.acr))) return 'acr_insufficient';
   const authTime = p.authTime;
-  // DESIGN.md: a missing auth_time fails maxAge (OIDC Core §3.1.2.1 max_age needs it).
+  // A missing auth_time fails maxAge (OIDC Core §3.1.2.1: max_age needs it; README "MFA and access policy").
   if (authTime === undefined) return 'auth_time_missing';
   // Clock skew is tolerated for an auth_time slightly ahead of our clock, never to
   // stretch maxAge: an auth_time further ahead cannot be trusted to measure an age.

@@ -1,10 +1,10 @@
-import type { RoutePolicy } from '../config/types.js';
+import type { RoutePolicy } from '../config/state.js';
 import type { Principal } from './claims.js';
 
 /**
  * Roles, scopes and groups: pure, allocation-free on an allow. The values were read
  * at the issuer's claim paths once, when the token was verified (claims.ts); `null`
- * there means the claim had a type that denies (DESIGN.md "RBAC").
+ * there means the claim had a type that denies (README "MFA and access policy").
  */
 
 export type RbacFailure = 'role_missing' | 'role_claim_invalid' | 'scope_missing' | 'group_missing' | 'group_claim_invalid';

@@ -1,18 +1,72 @@
 /**
- * Compiles a validated config into the frozen runtime table the request path reads:
- * durations as numbers, claim paths split, routes sorted, every default already filled
- * in by the schema. Nothing on the request path parses config text again.
+ * Compiles a validated config into the gateway state (src/config/state.ts): durations
+ * as numbers, claim paths split, routes sorted and indexed, header sets, trusted
+ * proxies, every challenge and fixed refusal built, every default already filled in by
+ * the schema (defaults live only there). The result is deeply frozen: the pipeline only
+ * reads it, and a reload replaces it whole.
  */
 import { resolve } from 'node:path';
 import type { RawConfig, RawIssuer, RawRoute } from './schema.js';
 import { parseDuration } from './duration.js';
-import type { CompiledConfig, CompiledIssuer, CompiledRoute, CompiledUpstream, KeySource, MfaPolicy } from './types.js';
+import type { CompiledAnswers, CompiledConfig, CompiledIssuer, CompiledRoute, CompiledUpstream, GatewayState, KeySource, MfaPolicy } from './state.js';
+import { REASONS, type TokenFailureReason } from '../reasons.js';
+import { answer } from '../pipeline/answer.js';
+import { bearerChallenge } from '../authz/challenge.js';
+import { INVALID_REQUEST_DESCRIPTIONS } from '../authn/extract.js';
+import { HeaderRewriter } from '../proxy/headers.js';
+import { buildRouteTable } from '../routes/table.js';
+import { buildBlockList } from '../server/clientip.js';
 import type { ConfigProblem } from './problems.js';
 import { PROFILES } from '../authz/profiles.js';
 import { parseClaimPath } from '../authz/claims.js';
 import { compileObserve } from './observe-schema.js';
 
-export function compileParsed(raw: RawConfig, baseDir: string, warnings: readonly ConfigProblem[]): CompiledConfig {
+export function compileParsed(raw: RawConfig, baseDir: string, warnings: readonly ConfigProblem[]): GatewayState {
+  const settings = compileSettings(raw, baseDir, warnings);
+  const realm = settings.server.realm;
+  return deepFreeze({
+    ...settings,
+    routeTable: frozen(buildRouteTable(settings.routes)),
+    issuerByName: new Map(settings.issuers.map((i) => [i.name, i])),
+    issuerByIss: new Map(settings.issuers.map((i) => [i.issuer, i])),
+    rewriter: frozen(new HeaderRewriter(settings.identityHeaders, settings.headers)),
+    trusted: settings.server.trustedProxies.length > 0 ? frozen(buildBlockList(settings.server.trustedProxies)) : null,
+    answers: compileAnswers(realm),
+    body: {
+      maxBytes: settings.server.maxBodyBytes,
+      bufferBytes: settings.server.requestBuffering,
+      idleMs: settings.server.requestBodyIdleMs,
+    },
+    proto: settings.listen.tls ? 'https' : 'http',
+  } satisfies GatewayState);
+}
+
+/**
+ * The refusals that depend only on the realm: RFC 6750 §3 challenges are built once, so
+ * answering a replayed bad token costs no formatting.
+ */
+function compileAnswers(realm: string): CompiledAnswers {
+  const tokenFailure = {} as Record<TokenFailureReason, ReturnType<typeof answer>>;
+  for (const [reason, info] of Object.entries(REASONS)) {
+    if (info.stage !== 'token') continue;
+    tokenFailure[reason as TokenFailureReason] = answer(reason as TokenFailureReason, {
+      challenge: bearerChallenge({ realm, error: 'invalid_token', description: info.description }),
+    });
+  }
+  return {
+    // RFC 6750 §3.1: a request with no credentials gets a challenge without an error code.
+    credentialsMissing: answer('credentials_missing', { challenge: bearerChallenge({ realm }) }),
+    invalidRequest: new Map(
+      INVALID_REQUEST_DESCRIPTIONS.map((description) => [
+        description,
+        answer('invalid_request', { description, challenge: bearerChallenge({ realm, error: 'invalid_request', description }) }),
+      ]),
+    ),
+    tokenFailure,
+  };
+}
+
+function compileSettings(raw: RawConfig, baseDir: string, warnings: readonly ConfigProblem[]): CompiledConfig {
   const ms = (s: string) => parseDuration(s)!;
   const file = (p: string) => resolve(baseDir, p);
   const issuers = raw.issuers.map((iss) => compileIssuer(iss, file, ms));
@@ -37,7 +91,7 @@ export function compileParsed(raw: RawConfig, baseDir: string, warnings: readonl
   });
   routes.sort((a, b) => b.prefix.length - a.prefix.length);
   const cache = raw.verifier.cache;
-  return deepFreeze({
+  return {
     listen: {
       host: raw.listen.host,
       port: raw.listen.port,
@@ -80,7 +134,7 @@ export function compileParsed(raw: RawConfig, baseDir: string, warnings: readonl
     ...compileObserve(raw, baseDir),
     baseDir,
     warnings,
-  });
+  };
 }
 
 function compileIssuer(iss: RawIssuer, file: (p: string) => string, ms: (s: string) => number): CompiledIssuer {
@@ -117,12 +171,14 @@ function compileRoute(r: RawRoute, name: string, prefix: string, mfa: MfaPolicy,
   const methods = r.methods ? new Set<string>(r.methods) : null;
   // RFC 9110 §9.3.2: HEAD is allowed wherever GET is.
   if (methods?.has('GET')) methods.add('HEAD');
+  const allow = methods ? [...methods].join(', ') : '';
   return {
     name,
     path: r.path,
     prefix,
     methods,
-    allow: methods ? [...methods].join(', ') : '',
+    allow,
+    methodNotAllowed: methods ? answer('method_not_allowed', { allowMethods: allow }) : null,
     upstream: r.upstream,
     stripPrefix: r.stripPrefix,
     forwardAuthorization: r.forwardAuthorization,
@@ -143,7 +199,20 @@ function compileRoute(r: RawRoute, name: string, prefix: string, mfa: MfaPolicy,
   };
 }
 
-/** Freezes plain objects and arrays recursively (Maps and Sets are left as they are: read-only by type). */
+/**
+ * Freezes one object of a class (a table with a memo of its own, a BlockList) without
+ * walking into it; its methods keep working on what it holds.
+ */
+function frozen<T extends object>(table: T): T {
+  Object.freeze(table);
+  return table;
+}
+
+/**
+ * Freezes plain objects and arrays recursively; Maps and Sets are frozen and their values
+ * walked (their entries stay read-only by type). Objects already frozen, such as the
+ * tables built above, are taken as they are.
+ */
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value);

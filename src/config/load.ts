@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import YAML from 'yaml';
 import { configSchema } from './schema.js';
-import type { CompiledConfig } from './types.js';
+import type { GatewayState } from './state.js';
 import { ConfigError, zodProblems } from './problems.js';
 import { crossChecks, warningsFor } from './checks.js';
 import { compileParsed } from './compile.js';
@@ -36,13 +36,13 @@ export function readConfigFile(file: string): unknown {
 }
 
 /** Loads, validates and compiles a config file. Throws ConfigError listing every problem. */
-export function loadConfig(file: string): CompiledConfig {
+export function loadConfig(file: string): GatewayState {
   const abs = resolve(file);
   return compileConfig(readConfigFile(abs), dirname(abs));
 }
 
 /** Validates raw config data and compiles it into the frozen runtime table. */
-export function compileConfig(data: unknown, baseDir: string): CompiledConfig {
+export function compileConfig(data: unknown, baseDir: string): GatewayState {
   const parsed = configSchema.safeParse(data ?? {});
   // Schema problems and cross-reference problems are listed together, so one
   // `check` run shows everything that is wrong.

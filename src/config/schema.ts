@@ -4,7 +4,7 @@ import { auditSchema, rateLimitSchema, routeRateLimitSchema } from './observe-sc
 import { normalizePath } from '../routes/normalize.js';
 
 /**
- * The config file's schema (DESIGN.md "Config file"). Every object is strict: an
+ * The config file's schema (every key documented in config/gateway.example.yaml). Every object is strict: an
  * unknown key is an error, never silently ignored, because a misspelt security key
  * (`roels:`) must not turn into "no requirement".
  */

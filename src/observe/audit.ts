@@ -1,84 +1,16 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { openSync } from 'node:fs';
 import pino from 'pino';
-import type { CacheOutcome, TokenFailureReason } from '../authn/types.js';
+import type { CacheOutcome } from '../authn/types.js';
+import type { Reason } from '../reasons.js';
 import type { CompiledAudit } from '../config/observe-schema.js';
 import { GatewayError } from '../errors.js';
 
-/** Token failure reasons (src/authn/types.ts), listed here so the vocabulary is one array. */
-const TOKEN_REASONS = [
-  'malformed',
-  'too_large',
-  'unknown_issuer',
-  'alg_not_allowed',
-  'bad_signature',
-  'unknown_kid',
-  'expired',
-  'not_yet_valid',
-  'exp_missing',
-  'wrong_audience',
-  'wrong_typ',
-  'crit_unsupported',
-  'claim_invalid',
-  'sub_missing',
-  'claim_unrenderable',
-  'issuer_not_allowed',
-] as const satisfies readonly TokenFailureReason[];
-// Fails to compile when authn adds a reason that is missing above.
-const everyTokenReason: Exclude<TokenFailureReason, (typeof TOKEN_REASONS)[number]> extends never ? true : never = true;
-void everyTokenReason;
-
 /**
- * Why a request was answered as it was: the one vocabulary of the audit line's
- * `reason` and the metrics' `reason` label (STYLE.md "Errors carry codes").
- * A fixed list keeps metric label sets bounded.
+ * The audit line's `reason` (and the metrics' `reason` label) is a word of the one
+ * vocabulary, src/reasons.ts. A fixed list keeps metric label sets bounded.
  */
-export const AUDIT_REASONS = [
-  'ok',
-  // path and method (DESIGN.md check order)
-  'bad_path',
-  'bad_request',
-  'headers_too_large',
-  'payload_too_large',
-  'request_timeout',
-  'not_found',
-  'method_not_allowed',
-  // credentials (RFC 6750 §3.1)
-  'credentials_missing',
-  'invalid_request',
-  // token
-  ...TOKEN_REASONS,
-  // MFA (RFC 8176, RFC 9470)
-  'mfa_required',
-  'acr_insufficient',
-  'auth_too_old',
-  'auth_time_missing',
-  // roles / scopes / groups
-  'role_missing',
-  'scope_missing',
-  'group_missing',
-  // abuse protection
-  'rate_limited',
-  'token_spraying',
-  // gateway and upstream
-  'verifier_unavailable',
-  'overloaded',
-  'shutting_down',
-  'upstream_unavailable',
-  'upstream_error',
-  'upstream_timeout',
-  'client_aborted',
-  'internal',
-] as const;
-
-export type AuditReason = (typeof AUDIT_REASONS)[number];
-
-const REASON_SET: ReadonlySet<string> = new Set(AUDIT_REASONS);
-
-/** True when `reason` is in the fixed vocabulary. */
-export function isAuditReason(reason: string): reason is AuditReason {
-  return REASON_SET.has(reason);
-}
+export type AuditReason = Reason;
 
 /**
  * One audit line: every decision the gateway made about a request. Every field is
@@ -133,7 +65,7 @@ const TOKEN_HASH_KEY = randomBytes(32);
 /**
  * A short salted fingerprint of a token for the audit line: the first 16 hex digits
  * of HMAC-SHA256 under a random per-process key. The token itself is never logged
- * (STYLE.md); an unkeyed hash would let anyone holding a copy of a token (a ticket,
+ * (README "Secrets never reach a log"); an unkeyed hash would let anyone holding a copy of a token (a ticket,
  * a shell history) find its lines and confirm where it was used.
  *
  * `principal`, when the token was verified, memoizes the fingerprint on it.

@@ -1,6 +1,6 @@
 import { Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import type { CacheOutcome } from '../authn/types.js';
-import { isAuditReason, type AuditReason } from './audit.js';
+import { isReason as isAuditReason, type Reason as AuditReason } from '../reasons.js';
 
 /**
  * Prometheus metrics (served on the admin listener's /metrics, never the public port).

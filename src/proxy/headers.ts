@@ -1,4 +1,4 @@
-import type { IdentityHeaderNames } from '../config/types.js';
+import type { IdentityHeaderNames } from '../config/state.js';
 import type { Principal } from '../authz/claims.js';
 
 /**

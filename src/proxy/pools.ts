@@ -1,9 +1,9 @@
 import { Pool } from 'undici';
-import type { CompiledUpstream } from '../config/types.js';
+import type { CompiledUpstream } from '../config/state.js';
 
 /**
  * One undici Pool per upstream (keep-alive, bounded connections). undici's own queue
- * has no limit (STYLE.md "Bound everything"), so each upstream counts its requests in
+ * has no limit, so each upstream counts its requests in
  * flight and the gateway answers 503 rather than queue past `connections + maxQueue`.
  */
 export class UpstreamPool {

@@ -1,4 +1,4 @@
-import type { CompiledRoute } from '../config/types.js';
+import type { CompiledRoute } from '../config/state.js';
 import { matchView, type NormalizedPath } from './normalize.js';
 
 /** Finds the route for a normalized path (its match view, see normalize.ts); never sees the query. */

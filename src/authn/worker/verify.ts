@@ -13,7 +13,7 @@
  */
 import { decodeProtectedHeader, importJWK, jwtVerify, type CryptoKey, type JWK, type JWTVerifyOptions } from 'jose';
 import { principalFrom, type Principal } from '../../authz/claims.js';
-import type { CompiledIssuer } from '../../config/types.js';
+import type { CompiledIssuer } from '../../config/state.js';
 import type { TokenFailureReason } from '../types.js';
 
 /** What the main thread sends for one verification (structured-cloned to the worker). */

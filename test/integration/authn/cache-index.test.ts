@@ -5,7 +5,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createVerifier, tokenIndex } from '../../../src/authn/verifier.js';
+import { createVerifier } from '../../../src/authn/verifier.js';
+import { tokenIndex } from '../../../src/authn/cache.js';
 import { tokenHash } from '../../../src/observe/audit.js';
 import type { Verifier } from '../../../src/authn/types.js';
 import { configWith, makeKey, sign, startIdp, testClock, type IdpServer, type TestKey } from './idp.js';

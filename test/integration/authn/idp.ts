@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import { compileConfig } from '../../../src/config/load.js';
-import type { CompiledConfig } from '../../../src/config/types.js';
+import type { CompiledConfig } from '../../../src/config/state.js';
 import { recordToken } from '../leaks.js';
 
 export interface TestKey {

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { principalFrom, type Principal } from '../../../src/authz/claims.js';
 import { ALLOW, decide, type Deny, type DenyReason } from '../../../src/authz/decide.js';
 import { compileConfig } from '../../../src/config/load.js';
-import type { CompiledIssuer, RoutePolicy } from '../../../src/config/types.js';
+import type { CompiledIssuer, RoutePolicy } from '../../../src/config/state.js';
 
 // The policies come from compileConfig, so the global `mfa` / route `mfa` merge and the
 // issuer profile merge of src/config/load.ts are exercised, not re-typed here.

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import type { CompiledRoute } from '../../../src/config/types.js';
+import type { CompiledRoute } from '../../../src/config/state.js';
 import { normalizePath, type NormalizedPath } from '../../../src/routes/normalize.js';
 import { buildRouteTable, upstreamPath } from '../../../src/routes/table.js';
 import { route } from './route.js';

@@ -1,4 +1,4 @@
-import type { CompiledRoute } from '../../../src/config/types.js';
+import type { CompiledRoute } from '../../../src/config/state.js';
 
 /** A route as src/config/load.ts compiles it; only the fields matching, stripping and path parameters read matter. */
 export function route(path: string, stripPrefix = false, allowPathParameters = false): CompiledRoute {

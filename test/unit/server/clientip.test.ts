@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildBlockList, clientAddress, isTrusted } from '../../../src/observe/clientip.js';
+import { buildBlockList, clientAddress, isTrusted } from '../../../src/server/clientip.js';
 
 const trusted = buildBlockList(['10.0.0.0/8', '192.168.1.1', 'fd00::/8', '::1']);
 

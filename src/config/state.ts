@@ -1,10 +1,16 @@
+import type { BlockList } from 'node:net';
 import type { CompiledAudit, CompiledRateLimit } from './observe-schema.js';
-import type { HeaderRules } from '../proxy/headers.js';
+import type { HeaderRewriter, HeaderRules } from '../proxy/headers.js';
+import type { RouteTable } from '../routes/table.js';
+import type { Answer } from '../pipeline/answer.js';
+import type { TokenFailureReason } from '../reasons.js';
 
 /**
- * The compiled, frozen runtime table the hot path reads (STYLE.md "Validate once,
- * compile, freeze"). Durations are numbers here; nothing on the request path parses
- * config text again.
+ * The compiled gateway state: everything a request reads, built once from a validated
+ * config file (src/config/compile.ts) and deeply frozen. Durations are numbers here,
+ * claim paths are split, challenges and refusals are built; nothing on the request path
+ * parses config text again. A request keeps the state it started with, so a reload can
+ * replace the whole state in one step (docs/architecture.md, "State").
  */
 
 export type AuthMode = 'none' | 'token' | 'mfa';
@@ -49,6 +55,8 @@ export interface CompiledRoute {
   /** A path with `;` parameters may use this route (its `pathParameters`, else `server.pathParameters`, is `allow`). */
   readonly allowPathParameters: boolean;
   readonly policy: RoutePolicy;
+  /** The 405 of this route, with its `Allow` (null when every method is allowed). */
+  readonly methodNotAllowed: Answer | null;
 }
 
 export type KeySource =
@@ -139,4 +147,40 @@ export interface CompiledConfig {
   readonly baseDir: string;
   /** Settings that are valid but will not do what they seem to (`check` prints them; `start` logs them). */
   readonly warnings: readonly { readonly path: string; readonly message: string }[];
+}
+
+/** How request bodies are read (README "Paths and headers", src/proxy/request-body.ts). */
+export interface BodyLimits {
+  /** Largest body accepted at all (413 beyond it); 0 = no limit. */
+  readonly maxBytes: number;
+  /** Bodies up to this size are read whole before the upstream request starts; 0 = always stream. */
+  readonly bufferBytes: number;
+  /** Longest silence of the client while it sends its body (408 after it). */
+  readonly idleMs: number;
+}
+
+/** Refusals that depend only on the config, built once (RFC 6750 §3 challenges with this realm). */
+export interface CompiledAnswers {
+  /** No credentials: the bare `Bearer realm="…"` (RFC 6750 §3.1). */
+  readonly credentialsMissing: Answer;
+  /** `invalid_request` with its description, one per description the extractor gives. */
+  readonly invalidRequest: ReadonlyMap<string, Answer>;
+  /** `invalid_token` with its description, one per token failure reason. */
+  readonly tokenFailure: { readonly [K in TokenFailureReason]: Answer };
+}
+
+/** The whole compiled state: the config's settings and the tables built from them. */
+export interface GatewayState extends CompiledConfig {
+  readonly routeTable: RouteTable;
+  readonly issuerByName: ReadonlyMap<string, CompiledIssuer>;
+  /** By the exact `iss` value (the token names its issuer). */
+  readonly issuerByIss: ReadonlyMap<string, CompiledIssuer>;
+  /** Request header rewriting: what never passes, what is added (src/proxy/headers.ts). */
+  readonly rewriter: HeaderRewriter;
+  /** `server.trustedProxies` as a BlockList; null when none. */
+  readonly trusted: BlockList | null;
+  readonly answers: CompiledAnswers;
+  readonly body: BodyLimits;
+  /** Scheme of the public listener (X-Forwarded-Proto). */
+  readonly proto: 'http' | 'https';
 }

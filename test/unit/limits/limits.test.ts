@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RateLimiterMemory, type RateLimiterAbstract } from 'rate-limiter-flexible';
-import { SprayGuard, StoreLimiter, WindowLimiter, addressKey, createRateLimits } from '../../../src/observe/ratelimit.js';
+import { SprayGuard, StoreLimiter, WindowLimiter, addressKey, createRateLimits } from '../../../src/limits/limits.js';
 import type { CompiledRateLimit, CompiledRouteRateLimit } from '../../../src/config/observe-schema.js';
 
 /** A clock the test moves by hand. */

@@ -1,10 +1,14 @@
 import { LRUCache } from 'lru-cache';
 import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { CompiledRateLimit, RateRule } from '../config/observe-schema.js';
+import { SprayGuard } from './spraying.js';
+import { retryAfter } from './retry-after.js';
+
+export { SprayGuard } from './spraying.js';
 
 /**
- * Rate limits and the token-spraying defence (DESIGN.md "Answers": 429 with
- * `Retry-After`, RFC 6585 §4, RFC 9110 §10.2.3).
+ * Rate limits and the token-spraying defence (README "Audit log, metrics and abuse
+ * protection": 429 with `Retry-After`, RFC 6585 §4, RFC 9110 §10.2.3).
  *
  * Why the memory store is a fixed-window counter of our own and not
  * rate-limiter-flexible's RateLimiterMemory: the pipeline's hot path (cache hit →
@@ -32,7 +36,7 @@ interface Window {
   resetAt: number;
 }
 
-const retryAfter = (ms: number): number => Math.max(1, Math.ceil(ms / 1000));
+
 
 /** Fixed-window counters for one rule, bounded to `max` keys (least recently used forgotten first). */
 export class WindowLimiter implements Limiter {
@@ -107,100 +111,6 @@ export class StoreLimiter implements Limiter {
   }
 }
 
-interface SprayState {
-  count: number;
-  windowEnd: number;
-  blockedUntil: number;
-  /** Verifications admitted for this address and not settled yet. */
-  pending: number;
-}
-
-/**
- * Token-spraying defence: counts invalid tokens per address; more than
- * `invalidTokens` within `windowMs` blocks the address for `blockMs`.
- *
- * The guard exists to stop verification work, so it judges only tokens that would cost
- * some: the pipeline lets a token the cache holds as valid pass a blocked address (one
- * attacker behind a shared NAT must not lock out everyone there), and counts a
- * verification before it starts (`admit`), so a burst sent concurrently is refused
- * once `invalidTokens` of it are unsettled, before any of the rest reaches a worker.
- */
-export class SprayGuard {
-  private readonly states: LRUCache<string, SprayState>;
-
-  constructor(
-    private readonly invalidTokens: number,
-    private readonly windowMs: number,
-    private readonly blockMs: number,
-    max: number,
-    private readonly now: () => number = Date.now,
-  ) {
-    this.states = new LRUCache<string, SprayState>({ max });
-  }
-
-  /** 0, or the Retry-After seconds while `key` is blocked. O(1), no allocation. */
-  blocked(key: string): number {
-    if (this.states.size === 0) return 0;
-    const s = this.states.get(key);
-    if (s === undefined || s.blockedUntil === 0) return 0;
-    const left = s.blockedUntil - this.now();
-    return left > 0 ? retryAfter(left) : 0;
-  }
-
-  /**
-   * Before a verification from `key` starts: 0 when it may run (it is then pending until
-   * `settle`), else Retry-After seconds (blocked, or as many verifications unsettled as
-   * invalid tokens are still allowed in this window).
-   */
-  admit(key: string): number {
-    const s = this.state(key, this.now());
-    if (s.blockedUntil > 0) return retryAfter(s.blockedUntil - this.now());
-    if (s.count + s.pending >= this.invalidTokens + 1) return 1;
-    s.pending++;
-    return 0;
-  }
-
-  /** After an admitted verification: `invalid` counts it; true only when this one starts a block (log it once). */
-  settle(key: string, invalid: boolean): boolean {
-    const s = this.states.get(key);
-    if (s !== undefined && s.pending > 0) s.pending--;
-    return invalid ? this.invalidToken(key) : false;
-  }
-
-  /** Counts one invalid token; true only when this one starts a block (log it once). */
-  invalidToken(key: string): boolean {
-    const now = this.now();
-    const s = this.state(key, now);
-    if (s.blockedUntil > 0) return false; // verifications already running when the block began: reported already
-    if (++s.count <= this.invalidTokens) return false;
-    s.count = 0;
-    s.blockedUntil = now + this.blockMs;
-    s.windowEnd = s.blockedUntil; // counting starts afresh once the block is over
-    return true;
-  }
-
-  /** The state of `key`, its window and block brought up to `now`. */
-  private state(key: string, now: number): SprayState {
-    let s = this.states.get(key);
-    if (s === undefined) {
-      s = { count: 0, windowEnd: now + this.windowMs, blockedUntil: 0, pending: 0 };
-      this.states.set(key, s);
-    } else if (s.blockedUntil > 0 && s.blockedUntil <= now) {
-      s.blockedUntil = 0;
-      s.count = 0;
-      s.windowEnd = now + this.windowMs;
-    } else if (s.blockedUntil === 0 && now >= s.windowEnd) {
-      s.count = 0;
-      s.windowEnd = now + this.windowMs;
-    }
-    return s;
-  }
-
-  get size(): number {
-    return this.states.size;
-  }
-}
-
 /**
  * The rate-limit key of a client address: IPv4 as it is, IPv6 cut to its first
  * `prefix` bits (one host commonly holds a whole /64, RFC 4291 §2.5.4), written as
@@ -263,7 +173,7 @@ function expandIPv6(addr: string): number[] | null {
 
 export interface RateLimits {
   /**
-   * Counts a request from `addr` on `route` (per-address limit, DESIGN.md order: after
+   * Counts a request from `addr` on `route` (per-address limit, README "What the gateway answers" order: after
    * the method check, before credentials). 0 = allowed, else Retry-After seconds.
    */
   checkAddress(route: string, addr: string): number;

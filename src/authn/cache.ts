@@ -1,0 +1,166 @@
+/**
+ * The token cache: verified claims (a principal, never a decision) and remembered
+ * failures, keyed by the whole token and indexed by its tail (README "Token
+ * verification", Cache).
+ *
+ * - A success is kept until `min(exp, cached at + maxTtl)`, never past `exp`
+ *   (RFC 7519 §4.1.4), and `exp` is re-checked against the clock on every hit, with the
+ *   issuer's clock tolerance, as jose would.
+ * - A failure whose reason would fail again (src/reasons.ts `negativeCache`) is kept for
+ *   `negativeTtl`; `unknown_kid` only until a key-set refetch could change the answer.
+ * - Both are bounded by count (lru-cache `max`): a flood of distinct tokens evicts the
+ *   least recently seen, it cannot grow memory.
+ *
+ * @example
+ * const cache = new TokenCache({ max: 100_000, maxTtlMs: 300_000, negativeMax: 10_000, negativeTtlMs: 10_000 }, Date.now);
+ * cache.remember(token, failure);
+ * cache.lookup(token); // the failure, until it expires
+ */
+import { LRUCache } from 'lru-cache';
+import { REASONS } from '../reasons.js';
+import { tokenFailure } from './failures.js';
+import type { Principal } from '../authz/claims.js';
+import type { TokenFailure, TokenSuccess, VerifyResult } from './types.js';
+
+/**
+ * A cached success carries its own deadlines, so a hit reads the clock once and needs
+ * no second look-up (lru-cache's own TTL would read it again on every get).
+ */
+interface CachedSuccess extends TokenSuccess {
+  /** min(exp, cached at + maxTtl) in ms: after it the entry is a miss and the token is verified again. */
+  readonly staleAtMs: number;
+  /** (exp + clockTolerance) in ms: from this instant on the token is expired (jose's rule). */
+  readonly expiredAtMs: number;
+}
+
+/** A cache slot: the whole token it belongs to, and what was learned about it. */
+interface Slot<T> {
+  readonly token: string;
+  readonly value: T;
+}
+
+/**
+ * lru-cache's `get(k, options = {})` allocates its default options object on every
+ * call; handing it this one keeps a hit allocation-free. `status` is reset before each
+ * use so lru-cache's diagnostics (when subscribed) start from a clean slate.
+ */
+const HOT_GET: { status?: undefined } = {};
+
+/**
+ * How many of a token's last characters index the caches. Looking a ~1.5 KB token up by
+ * itself makes V8 hash every character of a fresh string on each request (about 2.5 µs,
+ * the largest cost of a cache hit when measured); the last 43 characters of a JWS are
+ * 256 bits of its signature, unique among real tokens. The index only finds the slot: a
+ * hit also needs the slot's token to equal the presented one, byte for byte, so the
+ * caches stay keyed by the whole token, and two tokens that share a tail (only a crafted
+ * one can) merely miss or replace each other's slot.
+ */
+const INDEX_CHARS = 43;
+
+/** The cache index of a token: its last {@link INDEX_CHARS} characters. */
+export function tokenIndex(token: string): string {
+  return token.length > INDEX_CHARS ? token.slice(token.length - INDEX_CHARS) : token;
+}
+
+const EXPIRED = tokenFailure('expired');
+
+export interface TokenCacheLimits {
+  /** Verified tokens kept at most. */
+  readonly max: number;
+  /** Longest a verified token is kept, ms. */
+  readonly maxTtlMs: number;
+  /** Failed tokens kept at most. */
+  readonly negativeMax: number;
+  /** How long a failure is remembered, ms. */
+  readonly negativeTtlMs: number;
+}
+
+export class TokenCache {
+  private readonly positive: LRUCache<string, Slot<CachedSuccess>>;
+  private readonly negative: LRUCache<string, Slot<TokenFailure>>;
+
+  constructor(
+    private readonly limits: TokenCacheLimits,
+    private readonly now: () => number,
+  ) {
+    // Positive entries expire by their own deadlines (CachedSuccess), checked in lookup
+    // against the injected clock; the negative cache uses lru-cache's TTL, with the
+    // injected clock as its `perf` and ttlResolution 0 so it asks on every read instead
+    // of memoizing a timestamp behind a real timer.
+    this.positive = new LRUCache<string, Slot<CachedSuccess>>({ max: limits.max });
+    this.negative = new LRUCache<string, Slot<TokenFailure>>({
+      max: limits.negativeMax,
+      ttl: limits.negativeTtlMs,
+      ttlResolution: 0,
+      ttlAutopurge: false,
+      perf: { now },
+    });
+  }
+
+  /**
+   * The hot path: synchronous, and on a hit it returns the cached object itself (the
+   * only allocation is the short index slice). A success past `exp` (with the tolerance)
+   * answers `expired`; one past its stale time is dropped (a miss: verify again).
+   */
+  lookup(token: string): VerifyResult | undefined {
+    const index = tokenIndex(token);
+    HOT_GET.status = undefined;
+    const slot = this.positive.get(index, HOT_GET);
+    if (slot !== undefined && slot.token === token) {
+      const hit = slot.value;
+      const t = this.now();
+      if (t < hit.expiredAtMs) {
+        if (t <= hit.staleAtMs) return hit;
+        this.positive.delete(index); // past maxTtl (or exp, inside the tolerance): verify again
+      } else {
+        this.positive.delete(index);
+        return EXPIRED;
+      }
+    }
+    HOT_GET.status = undefined;
+    const bad = this.negative.get(index, HOT_GET);
+    return bad !== undefined && bad.token === token ? bad.value : undefined;
+  }
+
+  /**
+   * Keeps a verified principal until `min(exp, now + maxTtl)`. A token still inside its
+   * tolerance window after `exp` is answered but not cached.
+   */
+  accept(token: string, principal: Principal, clockToleranceSec: number): TokenSuccess {
+    const now = this.now();
+    const expMs = principal.exp * 1000;
+    const entry: CachedSuccess = Object.freeze({
+      ok: true as const,
+      principal,
+      staleAtMs: Math.min(expMs, now + this.limits.maxTtlMs),
+      expiredAtMs: (principal.exp + clockToleranceSec) * 1000,
+    });
+    if (expMs > now) this.positive.set(tokenIndex(token), { token, value: entry });
+    return entry;
+  }
+
+  /** Remembers a failure whose reason would fail again (src/reasons.ts `negativeCache`). */
+  remember(token: string, failure: TokenFailure): TokenFailure {
+    const info = (REASONS as Record<string, { negativeCache: boolean } | undefined>)[failure.reason];
+    if (info?.negativeCache) this.negative.set(tokenIndex(token), { token, value: failure });
+    return failure;
+  }
+
+  /** Remembers an `unknown_kid` failure for `ttlMs` only (until a refetch could make the kid known). */
+  rememberFor(token: string, failure: TokenFailure, ttlMs: number): void {
+    if (ttlMs >= 1) this.negative.set(tokenIndex(token), { token, value: failure }, { ttl: ttlMs });
+  }
+
+  get size(): number {
+    return this.positive.size;
+  }
+
+  get negativeSize(): number {
+    return this.negative.size;
+  }
+
+  clear(): void {
+    this.positive.clear();
+    this.negative.clear();
+  }
+}

@@ -1,0 +1,163 @@
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import type { CompiledRoute, GatewayState } from '../config/state.js';
+import type { Principal } from '../authz/claims.js';
+import type { CacheOutcome, VerifyResult } from '../authn/types.js';
+import type { NormalizedPath } from '../routes/normalize.js';
+import type { Reason } from '../reasons.js';
+import type { RequestBody } from '../proxy/request-body.js';
+import type { UpstreamCall } from '../proxy/upstream.js';
+import type { Responder } from '../server/responder.js';
+import type { Services } from './services.js';
+import { abText } from '../server/uws.js';
+import { clientAddress } from '../server/clientip.js';
+import { randomUUID } from 'node:crypto';
+
+/** uWS reports method names in lower case; the common ones map to their canonical spelling without a string operation. */
+const METHODS: Readonly<Record<string, string>> = {
+  get: 'GET',
+  head: 'HEAD',
+  post: 'POST',
+  put: 'PUT',
+  patch: 'PATCH',
+  delete: 'DELETE',
+  options: 'OPTIONS',
+};
+
+/** A client `X-Request-Id` is kept only when it looks like one (README "Paths and headers"). */
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+/**
+ * Everything one request has gathered on its way through the pipeline, in one typed
+ * object: first what it arrived with (copied synchronously out of uWS's `req`, which is
+ * invalid once the handler returns), then what each stage found (route, client address,
+ * principal, verdict, upstream timing). Stages read and fill it; the audit line and the
+ * metrics are built from it in one place (src/observe/record.ts) when it is over.
+ *
+ * It carries the gateway state the request started with: a reload swaps the state for
+ * new requests while this one finishes under its own.
+ */
+export class RequestContext {
+  // --- the request as it arrived -------------------------------------------------
+  readonly method: string;
+  /** The target's path as uWS gives it (not decoded). */
+  readonly rawPath: string;
+  /** The query string without `?` (byte for byte), or undefined. */
+  readonly query: string | undefined;
+  /** Flat [name, value, …] with lower-case names, in arrival order. */
+  readonly headers: string[] = [];
+  authorization: string | undefined = undefined;
+  authCount = 0;
+  contentLength: string | undefined = undefined;
+  /** Two Content-Length headers that differ, or one that is not a number. */
+  badLength = false;
+  chunked = false;
+  headerBytes = 0;
+  host: string | undefined = undefined;
+  /** Host field lines seen: exactly one is valid (RFC 9112 §3.2). */
+  hostCount = 0;
+  /** Every X-Forwarded-For field line, joined with `, `. */
+  xff: string | undefined = undefined;
+  /** The client's Forwarded field lines, joined with `, ` (RFC 7239). */
+  forwarded: string | undefined = undefined;
+  /** Every Connection field line, joined with `, ` (its names are hop-by-hop too). */
+  connection: string | undefined = undefined;
+  /** The socket peer (IPv4-mapped IPv6 unwrapped). */
+  readonly remote: string;
+
+  // --- what the pipeline gathered ------------------------------------------------
+  readonly state: GatewayState;
+  /** performance.now() at arrival. */
+  readonly startedAt: number;
+  requestId: string;
+  /** The client address: the peer, or X-Forwarded-For behind a trusted proxy (src/server/clientip.ts). */
+  readonly client: string;
+  /** The normalized path: what goes upstream (src/routes/normalize.ts). */
+  path: NormalizedPath | null = null;
+  /** The path routes, policy and the audit line see (without `;` parameters). */
+  matchPath: string | null = null;
+  route: CompiledRoute | null = null;
+  /** The bearer token, once found. */
+  token: string | null = null;
+  cache: CacheOutcome | null = null;
+  verifyMs: number | null = null;
+  /** This request's verification was counted by the spraying guard and must be settled. */
+  sprayAdmitted = false;
+  /** What the token cache or the verifier said of the token. */
+  verdict: VerifyResult | null = null;
+  principal: Principal | null = null;
+  body: RequestBody | null = null;
+  /** Why it was answered as it was; null while it is on its way (and `ok` once the upstream answered). */
+  reason: Reason | null = null;
+  /** The status sent (or being sent) to the client. */
+  status = 0;
+  /** performance.now() at dispatch (0: never dispatched). */
+  dispatchedAt = 0;
+  /** Time from dispatch to the upstream's response headers, ms. */
+  upstreamMs: number | null = null;
+  upstream: UpstreamCall | null = null;
+  /** An exception was reported for this request (the boundary answers it once). */
+  failed = false;
+
+  constructor(
+    readonly res: HttpResponse,
+    req: HttpRequest,
+    state: GatewayState,
+    readonly services: Services,
+    readonly responder: Responder,
+  ) {
+    this.state = state;
+    this.startedAt = performance.now();
+    const m = req.getMethod();
+    this.method = METHODS[m] ?? m.toUpperCase();
+    this.rawPath = req.getUrl();
+    this.query = req.getQuery();
+    this.remote = remoteAddress(res);
+    let clientId: string | undefined;
+    req.forEach((name, value) => {
+      this.headers.push(name, value);
+      this.headerBytes += name.length + value.length + 4;
+      switch (name) {
+        case 'authorization':
+          if (this.authCount++ === 0) this.authorization = value;
+          break;
+        case 'content-length':
+          // RFC 9112 §6.3: differing Content-Length values are unrecoverable framing errors.
+          if (!/^\d{1,15}$/.test(value) || (this.contentLength !== undefined && this.contentLength !== value)) this.badLength = true;
+          this.contentLength = value;
+          break;
+        case 'transfer-encoding':
+          this.chunked = true;
+          break;
+        case 'host':
+          this.host = value;
+          this.hostCount++;
+          break;
+        case 'x-forwarded-for':
+          this.xff = this.xff === undefined ? value : `${this.xff}, ${value}`;
+          break;
+        case 'forwarded':
+          this.forwarded = this.forwarded === undefined ? value : `${this.forwarded}, ${value}`;
+          break;
+        case 'x-request-id':
+          clientId = value;
+          break;
+        case 'connection':
+          this.connection = this.connection === undefined ? value : `${this.connection}, ${value}`;
+          break;
+      }
+    });
+    this.requestId = clientId !== undefined && REQUEST_ID.test(clientId) ? clientId : randomUUID();
+    this.client = clientAddress(this.remote, this.xff, state.trusted);
+  }
+
+  /** True when the request carries a body (a length other than 0, or chunked). */
+  get hasBody(): boolean {
+    return this.chunked || (this.contentLength !== undefined && this.contentLength !== '0');
+  }
+}
+
+function remoteAddress(res: HttpResponse): string {
+  const text = abText(res.getRemoteAddressAsText());
+  // uWS reports IPv4 peers of a dual-stack socket as IPv4-mapped IPv6.
+  return text.startsWith('::ffff:') && text.includes('.') ? text.slice(7) : text;
+}
