@@ -85,7 +85,7 @@ export async function startGateway(config: GatewayState, options: GatewayOptions
   const pools = new UpstreamPools(config.upstreams);
 
   const rateLimits = createRateLimits(config.rateLimit, { now: runtime.now });
-  const audit = createAudit(config.audit, { onError: (err) => logger.error({ err: err.message }, 'audit destination failed') });
+  const audit = createAudit(config.audit, { now: runtime.now, onError: (err) => logger.error({ err: err.message }, 'audit destination failed') });
   metrics.setCollectors({
     pools: () => [...pools.entries()].map(([upstream, p]) => ({ upstream, ...p.stats() })),
     auditDropped: () => audit.dropped(),

@@ -209,15 +209,16 @@ function frozen<T extends object>(table: T): T {
 }
 
 /**
- * Freezes plain objects and arrays recursively; Maps and Sets are frozen and their values
- * walked (their entries stay read-only by type). Objects already frozen, such as the
- * tables built above, are taken as they are.
+ * Freezes everything reachable from `value`: objects, arrays, Maps and Sets (their
+ * entries stay read-only by type; freezing them stops properties being added), walking
+ * into objects that were frozen already (a section compiled elsewhere) too.
  */
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    if (value instanceof Map) for (const v of value.values()) deepFreeze(v);
-    else if (!(value instanceof Set)) for (const v of Object.values(value)) deepFreeze(v);
-  }
+function deepFreeze<T>(value: T, seen = new WeakSet<object>()): T {
+  if (value === null || typeof value !== 'object' || seen.has(value)) return value;
+  seen.add(value);
+  Object.freeze(value);
+  if (value instanceof Map) for (const [k, v] of value) (deepFreeze(k, seen), deepFreeze(v, seen));
+  else if (value instanceof Set) for (const v of value) deepFreeze(v, seen);
+  else for (const v of Object.values(value)) deepFreeze(v, seen);
   return value;
 }

@@ -114,17 +114,22 @@ const REDACT_PATHS = HEADER_CONTAINERS.flatMap((c) =>
 
 const round3 = (ms: number): number => Math.round(ms * 1000) / 1000;
 
-// pino's isoTime builds a Date and its ISO text for every line (about 1 µs measured
-// here); lines written within the same millisecond share the text instead.
-let isoAt = -1;
-let isoText = '';
-function isoTime(): string {
-  const now = Date.now();
-  if (now !== isoAt) {
-    isoAt = now;
-    isoText = `,"time":"${new Date(now).toISOString()}"`;
-  }
-  return isoText;
+/**
+ * The `time` of audit lines, from the gateway's clock (src/runtime.ts). pino's isoTime
+ * builds a Date and its ISO text for every line (about 1 µs measured here); lines
+ * written within the same millisecond share the text instead.
+ */
+function isoTimeOf(now: () => number): () => string {
+  let isoAt = -1;
+  let isoText = '';
+  return () => {
+    const t = now();
+    if (t !== isoAt) {
+      isoAt = t;
+      isoText = `,"time":"${new Date(t).toISOString()}"`;
+    }
+    return isoText;
+  };
 }
 
 /**
@@ -169,7 +174,7 @@ const disabled: Audit = {
  * audit.record({ request_id, client, method, ... });
  * await audit.close();
  */
-export function createAudit(cfg: CompiledAudit, options: { onError?: (err: Error) => void } = {}): Audit {
+export function createAudit(cfg: CompiledAudit, options: { onError?: (err: Error) => void; now?: () => number } = {}): Audit {
   if (!cfg.enabled) return disabled;
   let fd: number;
   if (cfg.destination === 'stdout') fd = 1;
@@ -203,7 +208,7 @@ export function createAudit(cfg: CompiledAudit, options: { onError?: (err: Error
   const logger = pino(
     {
       base: null,
-      timestamp: isoTime,
+      timestamp: isoTimeOf(options.now ?? Date.now),
       // Audit lines have no level (they are records, not diagnostics); the level's
       // place holds `"log":"audit"`, which tells them from the operational log's lines
       // when both go to stdout.

@@ -81,6 +81,18 @@ describe('credentials', () => {
     expect(empty.challenge).toMatch(/error="invalid_request"/);
   });
 
+  it('answers 400 invalid_request to a bearer value outside RFC 6750 b64token, on a miss, and never reaches the upstream', async () => {
+    const before = up.received.length;
+    // Each is a token the cache cannot hold (it never passed this check), so the check runs.
+    for (const value of ['a=b', '=', 'abc def', 'a,b', `${(await reader()).slice(0, -4)}$%^&`]) {
+      const r = await call('/orders/1', undefined, { authorization: `Bearer ${value}` });
+      expect(r.status, value).toBe(400);
+      expect(r.challenge).toBe('Bearer realm="mfa-gateway", error="invalid_request", error_description="malformed bearer token"');
+      expect(r.body).toMatchObject({ error: 'invalid_request', error_description: 'malformed bearer token' });
+    }
+    expect(up.received.length).toBe(before);
+  });
+
   it('matches the Bearer scheme case-insensitively', async () => {
     const r = await call('/orders/1', undefined, { authorization: `bEaReR ${await reader()}` });
     expect(r.status).toBe(200);

@@ -72,6 +72,10 @@ describe('token cache index', () => {
     const a = tokenHash(good, r.principal);
     expect(a).toMatch(/^[0-9a-f]{16}$/);
     expect(tokenHash(good)).toBe(a);
+    // The memo is what answers for a known principal: asked with another text, it still
+    // gives the remembered fingerprint (no HMAC ran).
+    expect(tokenHash('some-other-text', r.principal)).toBe(a);
+    expect(tokenHash('some-other-text')).not.toBe(a);
     // Another token with the same tail hashes differently, with or without a principal.
     const forged = sameTail(good, 'eyJhbGciOiJSUzI1NiJ9.e30.AAAA');
     expect(tokenHash(forged)).not.toBe(a);

@@ -88,10 +88,15 @@ describe('upstream failures', () => {
     const u = await up((req, res) => {
       res.writeHead(200);
       res.write('started');
-      res.on('close', () => sawClose());
+      // Never silent, so no body timeout can be what ends it: only the abort reaching the upstream.
+      const tick = setInterval(() => res.write('.'), 100);
+      res.on('close', () => {
+        clearInterval(tick);
+        sawClose();
+      });
       void req;
     });
-    const gw = await gatewayFor(u.url);
+    const gw = await gatewayFor(u.url, { timeouts: { body: '1h', headers: '1h' } });
     await new Promise<void>((resolve) => {
       const req = httpRequest(`${gw.url}/x`, (res) => {
         res.once('data', () => {
@@ -103,6 +108,13 @@ describe('upstream failures', () => {
     });
     await closed; // the upstream saw its connection end before it finished answering
     expect(u.received.at(-1)!.aborted).toBe(true);
+    // And the audit line says so: the answer had started (200), the client went away.
+    let line: Record<string, unknown> | undefined;
+    for (let i = 0; i < 150 && line === undefined; i++) {
+      await sleep(20);
+      line = gw.stdout().split('\n').filter((l) => l.includes('"client_aborted"')).map((l) => JSON.parse(l) as Record<string, unknown>)[0];
+    }
+    expect(line).toMatchObject({ reason: 'client_aborted', status: 200, decision: 'allow', path: '/x' });
   });
 
   it('answers 503 with Retry-After when the bounded upstream queue is full', async () => {

@@ -5,14 +5,20 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { baseConfig, startGatewayProcess, startUpstream, writeConfig, type GatewayProcess, type Upstream } from '../harness.js';
 
-// Large bodies both ways through the gateway, with backpressure on each side:
-// the SHA-256 round trip catches framing and backpressure bugs (STYLE.md).
+// Large bodies both ways through the gateway, with backpressure on each side: the
+// SHA-256 round trip catches framing and backpressure bugs; the "gate" tests show the
+// bodies really stream (a gateway that buffered whole bodies would deadlock on them).
 const SIZE = 16 * 1024 * 1024;
 const blob = randomBytes(SIZE);
 const blobSha = createHash('sha256').update(blob).digest('hex');
 
 let up: Upstream;
+let gated: Upstream;
 let gw: GatewayProcess;
+/** Opened by the upstream when the first bytes of a gated upload reached it. */
+let uploadGate: () => void = () => {};
+/** Opened by the client when the first bytes of a gated download reached it. */
+let downloadGate: () => void = () => {};
 
 beforeAll(async () => {
   up = await startUpstream((req, res, got) => {
@@ -45,12 +51,44 @@ beforeAll(async () => {
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify({ bodyBytes: got.bodyBytes, bodySha256: got.bodySha256, te: req.headers['transfer-encoding'] ?? null }));
   });
-  gw = await startGatewayProcess(writeConfig(baseConfig({ upstreams: { up: { url: up.url } }, routes: [{ path: '/', upstream: 'up', auth: 'none' }] })));
+  gated = await startUpstream(
+    (req, res) => {
+      if (req.url === '/gate-upload') {
+        let bytes = 0;
+        const hash = createHash('sha256');
+        req.on('data', (c: Buffer) => {
+          if (bytes === 0) uploadGate();
+          bytes += c.length;
+          hash.update(c);
+        });
+        req.on('end', () => res.end(JSON.stringify({ bodyBytes: bytes, bodySha256: hash.digest('hex') })));
+        return;
+      }
+      // /gate-download: the first quarter, then the rest once the client saw the first bytes.
+      res.writeHead(200, { 'content-length': String(SIZE) });
+      res.write(blob.subarray(0, SIZE / 4));
+      new Promise<void>((r) => (downloadGate = r)).then(() => res.end(blob.subarray(SIZE / 4)));
+    },
+    { readBody: false },
+  );
+  gw = await startGatewayProcess(
+    writeConfig(
+      baseConfig({
+        upstreams: { up: { url: up.url }, gated: { url: gated.url } },
+        routes: [
+          { path: '/', upstream: 'up', auth: 'none' },
+          { path: '/gate-upload', upstream: 'gated', auth: 'none' },
+          { path: '/gate-download', upstream: 'gated', auth: 'none' },
+        ],
+      }),
+    ),
+  );
 });
 
 afterAll(async () => {
   await gw?.stop();
   await up?.close();
+  await gated?.close();
 });
 
 function call(method: string, path: string, body?: Readable | Buffer, headers: Record<string, string> = {}): Promise<IncomingMessage> {
@@ -115,6 +153,44 @@ describe('streaming', () => {
     expect(res.headers['transfer-encoding']).toBe('chunked');
     expect(await readSlowly(res)).toEqual({ bytes: SIZE, sha: blobSha });
   });
+
+  it('streams a request body: the upstream gets its first bytes before the client sends the rest', async () => {
+    const opened = new Promise<void>((r) => (uploadGate = r));
+    let sent = 0;
+    const body = new Readable({
+      read() {
+        if (sent === 0) {
+          sent = SIZE / 2; // far over server.requestBuffering (64 KiB): this one streams
+          this.push(blob.subarray(0, SIZE / 2));
+        } else if (sent === SIZE / 2) {
+          sent = SIZE;
+          // A gateway that waited for the whole body would never let the upstream open this.
+          void opened.then(() => {
+            this.push(blob.subarray(SIZE / 2));
+            this.push(null);
+          });
+        }
+      },
+    });
+    const res = await call('POST', '/gate-upload', body, { 'content-length': String(SIZE) });
+    const got = JSON.parse(await new Response(Readable.toWeb(res) as ReadableStream).text()) as { bodyBytes: number; bodySha256: string };
+    expect(res.statusCode).toBe(200);
+    expect(got).toEqual({ bodyBytes: SIZE, bodySha256: blobSha });
+  }, 20_000);
+
+  it('streams an answer: the client gets its first bytes before the upstream sends the rest', async () => {
+    const res = await call('GET', '/gate-download');
+    expect(res.statusCode).toBe(200);
+    const hash = createHash('sha256');
+    let bytes = 0;
+    for await (const chunk of res) {
+      // A gateway that buffered whole answers would never deliver this first chunk.
+      if (bytes === 0) downloadGate();
+      bytes += (chunk as Buffer).length;
+      hash.update(chunk as Buffer);
+    }
+    expect({ bytes, sha: hash.digest('hex') }).toEqual({ bytes: SIZE, sha: blobSha });
+  }, 20_000);
 
   it('answers HEAD and 204 without a body', async () => {
     const head = await call('HEAD', '/big');

@@ -107,6 +107,10 @@ describe('npm run demo', () => {
   it('prints commands whose answers are what it says they are', () => {
     const steps = parseTour(out);
     expect(steps.map((s) => s.n)).toEqual([1, 2, 3, 4, 5, 6]);
+    // The parser found what the checks below compare: a tour whose format drifted would
+    // otherwise skip them and pass on statuses alone.
+    expect(steps.filter((s) => s.challenge !== null).length).toBeGreaterThanOrEqual(3);
+    expect(steps.filter((s) => s.echoes !== null).length).toBeGreaterThanOrEqual(1);
     // One bash session, as a reader pasting the commands would have: later steps reuse $MFA.
     // The tokens the commands mint go into the whole-run leak check's list (test/leaks).
     const tokens = tokensFile();

@@ -114,7 +114,11 @@ async function scrape(): Promise<Map<string, number>> {
   return out;
 }
 const v = (m: Map<string, number>, series: string): number => m.get(series) ?? 0;
-const delta = (a: Map<string, number>, b: Map<string, number>, series: string): number => v(b, series) - v(a, series);
+/** How much a series moved between two scrapes; it must exist in the later one (a missing series is not a 0). */
+const delta = (a: Map<string, number>, b: Map<string, number>, series: string): number => {
+  expect(b.has(series), `${series} is not exported`).toBe(true);
+  return v(b, series) - v(a, series);
+};
 
 async function auditLine(id: string): Promise<Record<string, unknown>> {
   for (let i = 0; i < 200; i++) {

@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -184,18 +184,30 @@ describe('createAudit', () => {
     expect(escapeLineBreakers('{"s":"a\u007f"}\n')).toBe('{"s":"a\\u007f"}\n');
   });
 
-  it('buffers lines and writes them within the flush interval on a quiet gateway', async () => {
-    const c = cfg({ flushIntervalMs: 20 });
-    const audit = createAudit(c);
-    audit.record(entry({ request_id: 'quiet' }));
-    expect(readFileSync(c.destination, 'utf8')).toBe(''); // not written on the caller's stack
-    let text = '';
-    for (let i = 0; i < 200 && text === ''; i++) {
-      await new Promise((r) => setTimeout(r, 10));
-      text = readFileSync(c.destination, 'utf8');
+  it('buffers lines and writes them once the flush interval has passed, not before', async () => {
+    // Timers are faked (the interval is the thing under test); the file write itself is real I/O.
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval', 'setTimeout', 'clearTimeout'] });
+    try {
+      const c = cfg({ flushIntervalMs: 200 });
+      const audit = createAudit(c);
+      audit.record(entry({ request_id: 'quiet' }));
+      const settle = async () => {
+        for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+      };
+      await vi.advanceTimersByTimeAsync(150);
+      await settle();
+      expect(readFileSync(c.destination, 'utf8')).toBe(''); // buffered: the interval has not passed
+      await vi.advanceTimersByTimeAsync(100);
+      let text = '';
+      for (let i = 0; i < 200 && text === ''; i++) {
+        await settle();
+        text = readFileSync(c.destination, 'utf8');
+      }
+      expect(JSON.parse(text.trim())).toMatchObject({ request_id: 'quiet' });
+      await audit.close();
+    } finally {
+      vi.useRealTimers();
     }
-    expect(JSON.parse(text.trim())).toMatchObject({ request_id: 'quiet' });
-    await audit.close();
   });
 
   it('drops and counts lines rather than buffering without bound when the destination cannot keep up', async () => {

@@ -13,6 +13,20 @@ function asObject(list: string[]): Record<string, string[]> {
   return o;
 }
 
+/**
+ * Counts reads of a principal's claims from now on (a memoized answer reads none). The
+ * principal is the very object the memo is keyed by, so its properties are redefined in
+ * place; test principals are built unfrozen.
+ */
+function countingReads(p: Principal): { reads: number } {
+  const counter = { reads: 0 };
+  for (const key of ['subject', 'iss', 'roles', 'scopes', 'groups', 'amr', 'acr', 'authTime'] as const) {
+    const value = p[key];
+    Object.defineProperty(p, key, { get: () => (counter.reads++, value) });
+  }
+  return counter;
+}
+
 describe('HeaderRewriter', () => {
   const rw = new HeaderRewriter(names);
 
@@ -78,7 +92,10 @@ describe('HeaderRewriter', () => {
     for (const over of [{ subject: 'alice\ud800' }, { roles: ['ok', '\udc00x'] }, { scopes: ['\ud83d'] }, { groups: ['g\ud800\ud800'] }, { amr: ['\udfff'] }, { acr: '\ud800' }, { iss: 'https://i\udbff' }]) {
       const p = principal(over);
       expect(rw.identityFor(p), JSON.stringify(over)).toBeNull();
+      // Remembered: a second call reads no claim at all.
+      const counted = countingReads(p);
       expect(rw.identityFor(p)).toBeNull();
+      expect(counted.reads).toBe(0);
       // rewrite() adds no identity header at all for it, rather than a partial set.
       const out = asObject(rw.rewrite(['x-auth-subject', 'mallory'], undefined, undefined, undefined, info, p));
       expect(Object.keys(out).filter((k) => k.startsWith('x-auth'))).toEqual([]);

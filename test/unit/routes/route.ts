@@ -1,25 +1,18 @@
+import { tmpdir } from 'node:os';
+import { compileConfig } from '../../../src/config/load.js';
 import type { CompiledRoute } from '../../../src/config/state.js';
 
-/** A route as src/config/load.ts compiles it; only the fields matching, stripping and path parameters read matter. */
+/**
+ * A route exactly as the config compiler builds it (src/config/compile.ts): the route
+ * table and upstream paths are tested on the same compiled routes the gateway uses.
+ */
 export function route(path: string, stripPrefix = false, allowPathParameters = false): CompiledRoute {
-  return {
-    name: path,
-    path,
-    prefix: path.endsWith('/') ? path.slice(0, -1) : path,
-    methods: null,
-    allow: '',
-    upstream: 'u',
-    stripPrefix,
-    forwardAuthorization: true,
-    allowPathParameters,
-    policy: {
-      auth: 'none',
-      issuers: null,
-      roles: [],
-      scopes: [],
-      groups: [],
-      mfa: { amr: ['mfa'], acr: [], maxAgeSec: 3600 },
-      requiredAcr: [],
+  const state = compileConfig(
+    {
+      upstreams: { u: { url: 'http://127.0.0.1:9' } },
+      routes: [{ path, upstream: 'u', auth: 'none', stripPrefix, pathParameters: allowPathParameters ? 'allow' : 'reject' }],
     },
-  };
+    tmpdir(),
+  );
+  return state.routes[0]!;
 }
