@@ -3,8 +3,13 @@
  * Micro-benchmarks (`npm run bench:micro`): the per-request costs the gateway's
  * latency is made of, each measured alone on one thread.
  *
- *   - token verification per algorithm: jose `jwtVerify` (what the worker runs), and a
- *     raw node:crypto signature check for reference
+ *   - token verification per algorithm, with 1, 8 and 64 calls in flight on one JS
+ *     thread: raw node:crypto `verify` (synchronous, and with a callback), WebCrypto
+ *     `subtle.verify` (what jose calls), jose `jwtVerify` with an imported key and with
+ *     `createLocalJWKSet` (what a worker runs). node:crypto's callback form and
+ *     WebCrypto run the signature check on libuv's thread pool, so "one thread" is the
+ *     JavaScript side: the `cores` column says how much CPU the process used per
+ *     second of wall time. These are the figures a worker-pool design is held against.
  *   - the gateway's verifier (dist/authn/verifier.js, threads 0): a full verification
  *     on the main thread, a cache hit, a negative-cache hit
  *   - policy evaluation (dist/authz/decide.js), finding the token (dist/authn/extract.js)
@@ -15,13 +20,13 @@
  *
  *   node bench/micro.js [--time MS] [--json] [--dist DIR (another build; default dist/)]
  */
-import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
+import { createPublicKey, verify as cryptoVerify, webcrypto } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createLocalJWKSet, jwtVerify } from 'jose';
+import { createLocalJWKSet, importJWK, jwtVerify } from 'jose';
 import { ROOT } from './lib/processes.js';
 import { ALGORITHMS, AUDIENCE, ISSUER, ROLE, SCOPE, createKeys, breakSignature, mint, mintMany } from './lib/tokens.js';
 
@@ -31,12 +36,57 @@ const TIME_MS = Number(args.time ?? process.env.BENCH_MICRO_MS ?? 1000);
 const results = [];
 let sink = 0;
 
-function report(group, name, opsPerSec, note = '') {
+function report(group, name, opsPerSec, note = '', extra = {}) {
   const nsPerOp = 1e9 / opsPerSec;
-  results.push({ group, name, opsPerSec, nsPerOp, note });
+  results.push({ group, name, opsPerSec, nsPerOp, note, ...extra });
   const per = nsPerOp >= 1e3 ? `${(nsPerOp / 1e3).toFixed(2)} µs/op` : `${nsPerOp.toFixed(0)} ns/op`;
-  process.stdout.write(`  ${name.padEnd(52)} ${Math.round(opsPerSec).toLocaleString('en-US').padStart(13)} ops/s ${per.padStart(14)}${note ? `  ${note}` : ''}\n`);
+  process.stdout.write(`  ${name.padEnd(58)} ${Math.round(opsPerSec).toLocaleString('en-US').padStart(13)} ops/s ${per.padStart(14)}${note ? `  ${note}` : ''}\n`);
 }
+
+/** Calls in flight for the verification primitives: one, a few, and as many as a busy gateway queues. */
+const IN_FLIGHT = [1, 8, 64];
+
+/**
+ * Keeps `inFlight` calls of the async `fn(i)` going until TIME_MS has passed (after a
+ * short warm-up). Returns ops/s, and the process's CPU (every thread, libuv's pool
+ * included) per op and per second of wall time (`cores`).
+ */
+async function timeInFlight(fn, inFlight) {
+  let i = 0;
+  const lane = async (end) => {
+    let n = 0;
+    while (performance.now() < end) {
+      await fn(i++);
+      n++;
+    }
+    return n;
+  };
+  const lanes = (end) => Promise.all(Array.from({ length: inFlight }, () => lane(end)));
+  await lanes(performance.now() + Math.min(200, TIME_MS / 4));
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const ops = (await lanes(t0 + TIME_MS)).reduce((a, n) => a + n, 0);
+  const wallMs = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  const cpuUs = cpu.user + cpu.system;
+  return { opsPerSec: (ops / wallMs) * 1000, cores: cpuUs / 1000 / wallMs, cpuUsPerOp: cpuUs / ops };
+}
+
+/** Measures `fn` at every IN_FLIGHT and reports each. */
+async function reportInFlight(group, name, fn, note = '') {
+  for (const inFlight of IN_FLIGHT) {
+    const m = await timeInFlight(fn, inFlight);
+    const cpuNote = `${String(inFlight).padStart(2)} in flight, ${m.cores.toFixed(2)} cores, ${m.cpuUsPerOp.toFixed(1)} µs CPU/op`;
+    report(group, `${name} ×${inFlight}`, m.opsPerSec, note ? `${cpuNote}; ${note}` : cpuNote, { inFlight, cores: m.cores, cpuUsPerOp: m.cpuUsPerOp });
+  }
+}
+
+/** WebCrypto's import and verify parameters of a JWS algorithm (RFC 7518 §3, RFC 8037). */
+const WEBCRYPTO = {
+  RS256: { importAs: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, verifyAs: { name: 'RSASSA-PKCS1-v1_5' } },
+  ES256: { importAs: { name: 'ECDSA', namedCurve: 'P-256' }, verifyAs: { name: 'ECDSA', hash: 'SHA-256' } },
+  EdDSA: { importAs: { name: 'Ed25519' }, verifyAs: { name: 'Ed25519' } },
+};
 
 function skipped(group, name, why) {
   results.push({ group, name, skipped: why });
@@ -92,29 +142,44 @@ try {
   for (const alg of ALGORITHMS) tokens[alg] = await mintMany(keys[alg], 256);
   process.stdout.write(`micro-benchmarks: Node ${process.version}, ${TIME_MS} ms per measurement, tokens of ${tokens.RS256[0].length} characters (RS256)\n`);
 
-  // 1. What a worker does per never-seen token.
-  process.stdout.write('\nverification, one thread, one at a time\n');
+  // 1. What a worker does per never-seen token, and the primitives under it.
+  process.stdout.write('\nverification, one JavaScript thread, 1 / 8 / 64 calls in flight\n');
   const keySet = createLocalJWKSet(jwks);
   const verifyOptions = { issuer: ISSUER, audience: AUDIENCE, algorithms: [...ALGORITHMS] };
   for (const alg of ALGORITHMS) {
     const list = tokens[alg];
-    const ops = await timeAsync((i) => jwtVerify(list[i & 255], keySet, verifyOptions));
-    report('verify', `jose jwtVerify ${alg}`, ops);
-  }
-  for (const alg of ALGORITHMS) {
     const jwk = jwks.keys.find((k) => k.alg === alg);
     const pub = createPublicKey({ key: jwk, format: 'jwk' });
-    const parts = tokens[alg].map((t) => {
+    const parts = list.map((t) => {
       const dot = t.lastIndexOf('.');
       return { data: Buffer.from(t.slice(0, dot)), sig: Buffer.from(t.slice(dot + 1), 'base64url') };
     });
     const keyArg = alg === 'ES256' ? { key: pub, dsaEncoding: 'ieee-p1363' } : pub;
     const hash = alg === 'EdDSA' ? null : 'sha256';
-    const ops = timeSync((i) => {
+    const syncOps = timeSync((i) => {
       const p = parts[i & 255];
       return cryptoVerify(hash, p.data, keyArg, p.sig);
     }, 50);
-    report('verify', `node:crypto verify ${alg} (signature only)`, ops, 'reference: no JSON, no claim checks');
+    report('verify', `node:crypto verify() ${alg}, synchronous`, syncOps, 'signature only: no JSON, no claim checks');
+    await reportInFlight(
+      'verify',
+      `node:crypto verify(cb) ${alg}`,
+      (i) =>
+        new Promise((ok, fail) => {
+          const p = parts[i & 255];
+          cryptoVerify(hash, p.data, keyArg, p.sig, (err, valid) => (err ? fail(err) : ok(valid)));
+        }),
+      'thread pool',
+    );
+    const w = WEBCRYPTO[alg];
+    const cryptoKey = await webcrypto.subtle.importKey('jwk', jwk, w.importAs, false, ['verify']);
+    await reportInFlight('verify', `crypto.subtle.verify ${alg}`, (i) => {
+      const p = parts[i & 255];
+      return webcrypto.subtle.verify(w.verifyAs, cryptoKey, p.sig, p.data);
+    });
+    const imported = await importJWK(jwk, alg);
+    await reportInFlight('verify', `jose jwtVerify ${alg}, imported key`, (i) => jwtVerify(list[i & 255], imported, verifyOptions));
+    await reportInFlight('verify', `jose jwtVerify ${alg}, createLocalJWKSet`, (i) => jwtVerify(list[i & 255], keySet, verifyOptions));
   }
 
   // 2. The gateway's verifier on the main thread: full path, cache hit, negative hit.

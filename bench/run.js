@@ -1,39 +1,43 @@
 #!/usr/bin/env node
 /**
- * The benchmark suite (`npm run bench`). Starts its own upstream (bench/upstream.js)
- * and the built gateway (`node dist/cli.js start`), both on loopback, drives them with
- * autocannon, prints a table, checks bench/budgets.yaml and writes bench/results/.
+ * The benchmark suite (`npm run bench`). Starts its own upstream (bench/upstream.js),
+ * the floor proxy (bench/floor.js) and the built gateway (`node dist/cli.js start`), all
+ * on loopback, drives them with autocannon (or, for `fixed-rate`, an open-loop driver),
+ * prints a table, checks bench/budgets.yaml and writes bench/results/.
  *
  *   node bench/run.js                       every scenario
  *   node bench/run.js cached none           some (their baselines are added)
  *   node bench/run.js --smoke               each scenario ~1 s, few connections, no budgets
+ *   node bench/run.js --baseline-dist DIR   the gateway scenarios against this build and DIR's, interleaved
  *   node bench/run.js --list                the scenarios and what they measure
  *
  * `runSuite(options)` is the same thing as a function (the smoke test calls it).
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { budgetDeps, evaluateBudgets, loadBudgets } from './lib/budgets.js';
-import { drive, PERCENTILES, percentile, pkey } from './lib/load.js';
+import { drive } from './lib/load.js';
+import { coldSlices, measureScenario } from './lib/measure.js';
 import { choosePlacement, pinSelf, unpinSelf } from './lib/placement.js';
-import { ROOT, cpuTimeMs, startGatewayProcess, startUpstreamProcess } from './lib/processes.js';
-import { distribution, textTable, writeResults } from './lib/report.js';
-import { byName, GROUPS, SCENARIOS, select } from './lib/scenarios.js';
-import { breakSignature, createKeys, garbageTemplate, garbageToken, mint, mintMany } from './lib/tokens.js';
+import { ROOT, startFloorProcess, startGatewayProcess, startUpstreamProcess } from './lib/processes.js';
+import { baselineTable, textTable, writeResults } from './lib/report.js';
+import { byName, floorOf, GROUPS, SCENARIOS, select } from './lib/scenarios.js';
+import { breakSignature, createKeys, garbageTemplate, mint, mintMany } from './lib/tokens.js';
 
 export const BUDGETS_FILE = join(ROOT, 'bench', 'budgets.yaml');
 export const RESULTS_DIR = join(ROOT, 'bench', 'results');
 
 /**
- * Defaults sized for a 2-core machine: the whole suite (16 runs of warm-up + duration,
- * plus the token-bounded cold runs) takes about three minutes.
+ * Defaults sized for a 2-core machine: the whole suite (24 scenarios of warm-up +
+ * duration, three of them interleaved with partners, plus the token-bounded cold runs)
+ * takes five to six minutes.
  */
 export const DEFAULTS = Object.freeze({
-  connections: 64, // DESIGN.md's target is stated at 64 connections
+  connections: 64, // the gateway's throughput target (README "Benchmarks") is stated at 64 connections
   bodyConnections: 16, // 1 MiB bodies: 16 in flight already fill loopback
   sprayConnections: 8,
   pipelining: 1, // what browsers and proxies send; pipelining would flatter every proxy
@@ -43,6 +47,7 @@ export const DEFAULTS = Object.freeze({
   coldTokens: 8000, // never-seen tokens per algorithm = requests of each cold run
   coldWarmup: 300, // never-seen tokens per algorithm spent on warming the verify path
   warmTokens: 10_000,
+  rate: null, // fixed-rate's requests/s; null: half of what `cached` reached in the same run
 });
 
 /** Smoke mode: every scenario for about a second with a few connections (the harness test). */
@@ -57,9 +62,11 @@ export const SMOKE = Object.freeze({
   coldTokens: 150,
   coldWarmup: 0,
   warmTokens: 200,
+  rate: 200,
 });
 
-const UPLOAD_BODY = Buffer.alloc(1024 * 1024, 0x62);
+/** fixed-rate offers this share of the req/s `cached` reached: loaded, but far from saturated. */
+const FIXED_RATE_SHARE = 0.5;
 
 function gitInfo() {
   const rev = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' });
@@ -67,24 +74,10 @@ function gitInfo() {
   return { commit: rev.status === 0 ? rev.stdout.trim() : null, dirty: st.status === 0 ? st.stdout.trim().length > 0 : null };
 }
 
-/** Checks the status classes of a run against what the scenario expects. */
-function statusProblems(stats, expect, label = '') {
-  const problems = [];
-  const pre = label ? `${label}: ` : '';
-  if (stats.requests === 0) problems.push(`${pre}no responses`);
-  const unexpected = Object.entries(stats.statuses).filter(([code]) => (expect === '2xx' ? !code.startsWith('2') : Number(code) !== expect));
-  if (unexpected.length) {
-    const n = unexpected.reduce((a, [, c]) => a + c, 0);
-    problems.push(`${pre}${n} answers were not ${expect} (${unexpected.map(([code, c]) => `${code}: ${c}`).join(', ')})`);
-  }
-  if (stats.errors > 0) problems.push(`${pre}${stats.errors} connection errors (${stats.timeouts} timeouts)`);
-  return problems;
-}
-
 /**
  * Runs the suite.
  * @param {object} [options]
- * @param {string[]} [options.scenarios] names or groups (`all`, `cold`, `baselines`); default all
+ * @param {string[]} [options.scenarios] names or groups (`all`, `cold`, `baselines`, `floors`); default all
  * @param {boolean} [options.smoke] SMOKE defaults, no budgets, no results unless resultsDir is set
  * @param {boolean} [options.pin] taskset placement (default: true, false in smoke mode)
  * @param {string|null} [options.budgetsFile] null: do not check budgets
@@ -93,7 +86,9 @@ function statusProblems(stats, expect, label = '') {
  * @param {boolean} [options.tty] live per-second progress (default: stderr is a TTY)
  * @param {AbortSignal} [options.signal] stops the run early
  * @param {string} [options.gatewayCli] another gateway build's cli.js (default dist/cli.js)
- * @param {string[]} [options.gatewayNodeArgs] extra node arguments for the gateway process (e.g. --cpu-prof)
+ * @param {string} [options.baselineDist] a second build's dist/: every gateway scenario runs against both, interleaved
+ * @param {string[]} [options.gatewayNodeArgs] extra node arguments for the gateway process(es) (e.g. --cpu-prof)
+ * @param {number} [options.rate] fixed-rate's requests/s (default: half of cached's req/s)
  * @returns {Promise<object>} the report: { ok, failures, meta, rows, budgets, files }
  */
 export async function runSuite(options = {}) {
@@ -106,77 +101,87 @@ export async function runSuite(options = {}) {
   const tty = options.tty ?? (options.log === undefined && process.stderr.isTTY === true);
   const budgetsFile = options.budgetsFile === undefined ? (smoke ? null : BUDGETS_FILE) : options.budgetsFile;
   const resultsDir = options.resultsDir === undefined ? (smoke ? null : RESULTS_DIR) : options.resultsDir;
+  const baselineCli = options.baselineDist ? join(resolve(options.baselineDist), 'cli.js') : null;
+  if (baselineCli && !existsSync(baselineCli)) throw new Error(`--baseline-dist: ${baselineCli} not found (build that tree first: npm ci && npm run build)`);
 
   const budgets = budgetsFile ? loadBudgets(budgetsFile, byName) : {};
   const scenarios = select(options.scenarios ?? [], { extraDeps: (n) => budgetDeps(budgets, n) });
-  const needsGateway = scenarios.some((s) => s.target === 'gateway');
+  const needs = (t) => scenarios.some((s) => s.target === t);
   const placement = choosePlacement({ pin: options.pin ?? !smoke });
   log(`bench: ${scenarios.length} scenarios: ${scenarios.map((s) => s.name).join(', ')}`);
   log(`bench: ${placement.why}`);
 
   const dir = mkdtempSync(join(tmpdir(), 'mfa-gw-bench-'));
-  let upstream = null;
-  let gateway = null;
-  let gatewayExit = null;
+  const targets = {};
+  const exits = {};
   const rows = [];
   try {
     // Tokens are minted before pinning, while this process may still use every core.
-    const tokens = needsGateway || scenarios.some((s) => s.token) ? await mintTokens(scenarios, o, dir, log) : null;
+    const tokens = needs('gateway') || scenarios.some((s) => s.token) ? await mintTokens(scenarios, o, dir, log, baselineCli !== null) : null;
 
     if (placement.pinned) pinSelf(placement.others);
-    upstream = await startUpstreamProcess({ cpus: placement.others });
-    log(`bench: upstream (${upstream.server}) on ${upstream.url}, pid ${upstream.pid}`);
-    if (needsGateway) {
-      gateway = await startGatewayProcess({
-        dir,
-        cpus: placement.gateway,
-        upstreamUrl: upstream.url,
-        jwksFile: tokens.jwksFile,
-        threads: o.threads,
-        nodeArgs: options.gatewayNodeArgs ?? [],
-        ...(options.gatewayCli ? { cli: resolve(options.gatewayCli) } : {}),
-      });
-      log(`bench: gateway on ${gateway.url} (admin ${gateway.adminPort}), pid ${gateway.pid}, ${o.threads} verifier thread${o.threads === 1 ? '' : 's'}`);
-      if (o.warmup > 0) {
-        // A fresh process runs interpreted code and opens its upstream connections on
-        // the first requests; without this the first gateway scenario pays for it.
-        const seconds = Math.max(2, 2 * o.warmup);
-        log(`bench: warming the gateway up (${2 * seconds} s, discarded)`);
-        const common = { url: gateway.url, path: '/api/hello', connections: o.connections, pipelining: o.pipelining, duration: seconds, signal: options.signal };
-        await drive({ ...common, path: '/public/hello' });
-        await drive({ ...common, headers: { authorization: `Bearer ${tokens.cached}` } });
+    targets.upstream = await startUpstreamProcess({ cpus: placement.others });
+    log(`bench: upstream (${targets.upstream.server}) on ${targets.upstream.url}, pid ${targets.upstream.pid}`);
+    if (needs('floor')) {
+      // Pinned like the gateway: the floor's CPU per request is measured on the same core.
+      targets.floor = await startFloorProcess({ cpus: placement.gateway, upstreamUrl: targets.upstream.url });
+      log(`bench: floor proxy (bench/floor.js) on ${targets.floor.url}, pid ${targets.floor.pid}`);
+    }
+    if (needs('gateway')) {
+      const start = (cli) =>
+        startGatewayProcess({
+          dir: cli ? mkdirSync(join(dir, 'baseline'), { recursive: true }) : dir,
+          cpus: placement.gateway,
+          upstreamUrl: targets.upstream.url,
+          jwksFile: tokens.jwksFile,
+          threads: o.threads,
+          nodeArgs: options.gatewayNodeArgs ?? [],
+          ...(cli ? { cli } : options.gatewayCli ? { cli: resolve(options.gatewayCli) } : {}),
+        });
+      targets.gateway = await start(null);
+      log(`bench: gateway on ${targets.gateway.url} (admin ${targets.gateway.adminPort}), pid ${targets.gateway.pid}, ${o.threads} verifier thread${o.threads === 1 ? '' : 's'}`);
+      if (baselineCli) {
+        targets.baseline = await start(baselineCli);
+        log(`bench: baseline gateway (${baselineCli}) on ${targets.baseline.url}, pid ${targets.baseline.pid}; every gateway scenario runs against both, interleaved`);
       }
     }
+    if (o.warmup > 0) await warmUp(targets, tokens, o, options.signal, log);
 
+    let rate = null; // fixed-rate's offered load, decided once (after `cached` ran)
     for (const s of scenarios) {
       if (options.signal?.aborted) break;
-      const target = s.target === 'gateway' ? gateway : upstream;
       const row = { name: s.name, target: s.target, what: s.what, method: s.method ?? 'GET', path: s.path, expect: s.expect, problems: [], notes: [] };
-      if (s.target === 'gateway' && !gateway.alive()) {
-        rows.push(failedRow(row, `the gateway is not running any more: ${gateway.stderr().trim().split('\n').slice(-3).join(' | ')}`));
-        continue;
-      }
       const connections = s.conn === 'body' ? o.bodyConnections : o.connections;
       row.connections = connections;
+      const involved = [s.target, ...(s.pairedWith ?? []).map((n) => byName.get(n).target), ...(targets.baseline && s.target === 'gateway' ? ['baseline'] : [])];
+      const dead = [...new Set(involved)].filter((t) => targets[t]?.alive && !targets[t].alive());
+      if (dead.length) {
+        rows.push(failedRow(row, `not running any more: ${dead.map((t) => `${t} (${targets[t].stderr().trim().split('\n').slice(-3).join(' | ')})`).join('; ')}`));
+        continue;
+      }
+      if (s.rate && rate === null) rate = fixedRate(o, rows);
+      if (s.rate && typeof rate === 'string') {
+        rows.push(failedRow(row, rate));
+        continue;
+      }
       log(`▶ ${s.name}: ${s.what}`);
       try {
-        const pids = { gateway: gateway?.pid, upstream: upstream.pid };
-        Object.assign(row, await runScenario(s, { o, target, tokens, connections, log, tty, signal: options.signal, pids }));
+        const ctx = { o, targets, tokens, connections, log, tty, signal: options.signal, byName, upstreamPid: targets.upstream.pid, ...(s.rate ? { rate: rate.rps } : {}) };
+        Object.assign(row, await measureScenario(s, ctx));
+        if (s.rate) row.notes.unshift(`rate: ${rate.why}`);
       } catch (err) {
         failedRow(row, `harness error: ${err.message}`);
       }
-      if (s.target === 'gateway' && !gateway.alive()) row.problems.push('the gateway exited during the run');
+      for (const t of new Set(involved)) if (targets[t]?.alive && !targets[t].alive()) row.problems.push(`the ${t} process exited during the run`);
       row.ok = row.problems.length === 0;
       log(
-        `  ${row.ok ? '✓' : '✗'} ${s.name}: ${Math.round(row.rps ?? 0).toLocaleString('en-US')} req/s, p99 ${row.latencyMs?.p99?.toFixed(3) ?? '–'} ms${row.ok ? '' : ` FAILED: ${row.problems.join('; ')}`}`,
+        `  ${row.ok ? '✓' : '✗'} ${s.name}: ${Math.round(row.rps ?? 0).toLocaleString('en-US')} req/s, p99 ${row.latencyMs?.p99?.toFixed(3) ?? '–'} ms, ${row.cpu?.gatewayUsPerRequest?.toFixed(1) ?? '–'} µs/req${row.ok ? '' : ` FAILED: ${row.problems.join('; ')}`}`,
       );
       rows.push(row);
     }
   } finally {
-    if (gateway) {
-      gatewayExit = await gateway.stop();
-    }
-    if (upstream) await upstream.stop();
+    // Gateways first (they drain towards the upstream), then the floor and the upstream.
+    for (const t of ['gateway', 'baseline', 'floor', 'upstream']) if (targets[t]) exits[t] = await targets[t].stop();
     if (placement.pinned) unpinSelf(placement.cores);
     rmSync(dir, { recursive: true, force: true });
   }
@@ -189,17 +194,28 @@ export async function runSuite(options = {}) {
     r.vsDirect = baseRow?.ok && r.ok ? r.rps / baseRow.rps : null;
     if (s.baseline && s.baseline !== 'direct') r.notes.unshift(`× direct is vs ${s.baseline}`);
     const none = byRow.get('none');
-    // A scenario measured interleaved with `none` is compared with those very seconds.
+    // A scenario measured interleaved with `none` (or its floor) is compared with those very seconds.
     const noneBase = r.paired?.none ?? (none?.ok ? none : null);
     r.vsNone = s.vsNone && noneBase && r.ok ? r.rps / noneBase.rps : null;
+    const floorName = floorOf(s);
+    const floor = floorName ? (r.paired?.[floorName] ?? byRow.get(floorName)) : null;
+    const mineUs = r.cpu?.gatewayUsPerRequest;
+    const floorUs = floor?.ok ? floor.cpu?.gatewayUsPerRequest : null;
+    r.floor = floorName;
+    r.vsFloorCpu = r.ok && typeof mineUs === 'number' && typeof floorUs === 'number' && floorUs > 0 ? mineUs / floorUs : null;
+    if (floorName && floorName !== 'floor') r.notes.unshift(`× floor CPU is vs ${floorName}`);
   }
 
   const budgetResults = budgetsFile ? evaluateBudgets(budgets, byRow, { threads: o.threads }) : [];
   const failures = [
     ...rows.filter((r) => !r.ok).map((r) => `${r.name} failed: ${r.problems.join('; ')}`),
+    ...rows.filter((r) => r.baseline && !r.baseline.ok).map((r) => `${r.name} against the baseline build failed: ${r.baseline.problems.join('; ')}`),
     ...budgetResults.filter((b) => b.ok === false).map((b) => `budget broken: ${b.message}`),
   ];
-  if (gatewayExit && gatewayExit.code !== 0) failures.push(`the gateway exited with ${gatewayExit.code ?? gatewayExit.signal} on SIGTERM (expected 0)`);
+  for (const t of ['gateway', 'baseline']) {
+    const e = exits[t];
+    if (e && e.code !== 0) failures.push(`the ${t === 'gateway' ? 'gateway' : 'baseline gateway'} exited with ${e.code ?? e.signal} on SIGTERM (expected 0)`);
+  }
   if (options.signal?.aborted) failures.push('interrupted');
 
   const git = gitInfo();
@@ -213,8 +229,10 @@ export async function runSuite(options = {}) {
       cpu: cpus()[0]?.model?.trim() ?? 'unknown cpu',
       cores: placement.cores,
       placement,
-      upstreamServer: upstream?.server ?? 'not started',
-      gatewayExit,
+      upstreamServer: targets.upstream?.server ?? 'not started',
+      gatewayExit: exits.gateway ?? null,
+      floorExit: exits.floor ?? null,
+      ...(baselineCli ? { baselineDist: resolve(options.baselineDist), baselineExit: exits.baseline ?? null } : {}),
       options: o,
     },
     rows: rows.map(({ sortedLatencies, ...r }) => r),
@@ -223,6 +241,38 @@ export async function runSuite(options = {}) {
   };
   if (resultsDir) report.files = writeResults(resultsDir, report);
   return report;
+}
+
+/**
+ * A fresh process runs interpreted code and opens its upstream connections on the
+ * first requests; without this the first scenario against it pays for that.
+ */
+async function warmUp(targets, tokens, o, signal, log) {
+  const seconds = Math.max(2, 2 * o.warmup);
+  const common = { path: '/api/hello', connections: o.connections, pipelining: o.pipelining, duration: seconds, signal };
+  const bearer = tokens ? { authorization: `Bearer ${tokens.cached}` } : {};
+  for (const t of ['gateway', 'baseline']) {
+    if (!targets[t]) continue;
+    log(`bench: warming the ${t === 'gateway' ? 'gateway' : 'baseline gateway'} up (${2 * seconds} s, discarded)`);
+    await drive({ ...common, url: targets[t].url, path: '/public/hello' });
+    await drive({ ...common, url: targets[t].url, headers: bearer });
+  }
+  if (targets.floor) {
+    log(`bench: warming the floor proxy up (${seconds} s, discarded)`);
+    await drive({ ...common, url: targets.floor.url, headers: bearer });
+  }
+}
+
+/**
+ * fixed-rate's offered load: --rate, or half of what `cached` reached in this run.
+ * @returns {{ rps: number, why: string } | string} the rate, or why there is none
+ */
+function fixedRate(o, rows) {
+  if (typeof o.rate === 'number') return { rps: o.rate, why: `${Math.round(o.rate).toLocaleString('en-US')}/s (--rate${o.smoke ? ' or the smoke default' : ''})` };
+  const cached = rows.find((r) => r.name === 'cached');
+  if (!cached?.ok || !(cached.rps > 0)) return `no rate to offer: cached ${cached ? 'failed' : 'did not run'}, and it sets the rate (half its req/s); pass --rate N`;
+  const rps = Math.round(cached.rps * FIXED_RATE_SHARE);
+  return { rps, why: `${rps.toLocaleString('en-US')}/s, ${FIXED_RATE_SHARE} × cached's ${Math.round(cached.rps).toLocaleString('en-US')} req/s` };
 }
 
 function failedRow(row, problem) {
@@ -239,7 +289,7 @@ function failedRow(row, problem) {
 }
 
 /** Mints every token the selected scenarios need and writes the JWKS file. */
-async function mintTokens(scenarios, o, dir, log) {
+async function mintTokens(scenarios, o, dir, log, withBaseline) {
   const t0 = performance.now();
   const jwksFile = join(dir, 'jwks.json');
   const keys = await createKeys(jwksFile);
@@ -251,227 +301,17 @@ async function mintTokens(scenarios, o, dir, log) {
   tokens.sprayTemplate = garbageTemplate(keys.RS256);
   // Cache hits do not depend on the algorithm; EdDSA tokens are the quickest to mint.
   if (names.has('warm-10k')) tokens.warm = await mintMany(keys.EdDSA, o.warmTokens);
-  // A few more than the run sends: autocannon builds a connection's next request before it knows the run is over.
-  const margin = o.connections * (o.pipelining + 2);
+  // A few more than the run sends: autocannon builds a connection's next request before
+  // it knows the run is over, once per run (a cold run against two builds is cut in slices;
+  // each build has its own cache, so both are sent the same never-seen tokens).
+  const margin = o.connections * (o.pipelining + 2) * coldSlices(o, withBaseline ? 2 : 1);
   for (const s of scenarios.filter((x) => x.token === 'cold')) {
     tokens.cold[s.alg] = await mintMany(keys[s.alg], o.coldTokens + margin);
-    tokens.coldWarm[s.alg] = o.coldWarmup > 0 ? await mintMany(keys[s.alg], o.coldWarmup + margin) : [];
+    tokens.coldWarm[s.alg] = o.coldWarmup > 0 ? await mintMany(keys[s.alg], o.coldWarmup + o.connections * (o.pipelining + 2)) : [];
   }
   const count = 3 + (tokens.warm?.length ?? 0) + Object.values(tokens.cold).reduce((a, l) => a + l.length, 0) + Object.values(tokens.coldWarm).reduce((a, l) => a + l.length, 0);
   log(`bench: minted ${count.toLocaleString('en-US')} tokens in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   return tokens;
-}
-
-/** A token supplier that hands out each token of `list` once; counts reuse if it runs dry. */
-function onceEach(list) {
-  let i = 0;
-  const f = () => {
-    if (i >= list.length) f.reused++;
-    return list[i++ % list.length];
-  };
-  f.reused = 0;
-  return f;
-}
-
-function rotating(list) {
-  let i = 0;
-  return () => list[i++ % list.length];
-}
-
-function progress(name, seconds, tty, log) {
-  if (!tty) return undefined;
-  return (second, count) => {
-    process.stderr.write(`\r  ${name}: ${second}/${seconds} s, ${count.toLocaleString('en-US')} req/s   `);
-    if (second >= seconds) process.stderr.write('\r\x1b[K');
-  };
-}
-
-/**
- * CPU used by the gateway, the upstream and this process (the load generator) during a
- * measured run, as % of one core, and the gateway's CPU time per request. On a small
- * machine the load generator is often what limits req/s; the gateway's µs per request
- * does not depend on that.
- */
-function startMeter(pids) {
-  const t0 = performance.now();
-  const self0 = process.cpuUsage();
-  const gw0 = cpuTimeMs(pids.gateway);
-  const up0 = cpuTimeMs(pids.upstream);
-  /** wallMs: the measured time (a run's tail after its last answer is idle and not counted). */
-  return (requests, wallMs = performance.now() - t0) => {
-    const wall = wallMs;
-    const self = process.cpuUsage(self0);
-    const gw1 = cpuTimeMs(pids.gateway);
-    const up1 = cpuTimeMs(pids.upstream);
-    const pct = (a, b) => (a === null || b === null ? null : ((b - a) / wall) * 100);
-    return {
-      gatewayPercent: pct(gw0, gw1),
-      gatewayUsPerRequest: gw0 === null || gw1 === null || requests === 0 ? null : ((gw1 - gw0) * 1000) / requests,
-      upstreamPercent: pct(up0, up1),
-      loadgenPercent: ((self.user + self.system) / 1000 / wall) * 100,
-    };
-  };
-}
-
-/** The autocannon request of a scenario with a static token (or none). */
-function requestFor(s, { target, tokens, connections, o, signal }) {
-  const req = {
-    url: target.url,
-    path: s.path,
-    method: s.method ?? 'GET',
-    connections,
-    pipelining: o.pipelining,
-    signal,
-    headers: s.body === 'upload' ? { 'content-type': 'application/octet-stream' } : {},
-    ...(s.body === 'upload' ? { body: UPLOAD_BODY } : {}),
-  };
-  const staticToken = { cached: tokens?.cached, stepup: tokens?.stepup, invalid: tokens?.invalid }[s.token];
-  if (staticToken) req.headers = { ...req.headers, authorization: `Bearer ${staticToken}` };
-  return req;
-}
-
-/**
- * A paired measurement: `duration` seconds of this scenario and as many of `partner`,
- * interleaved in slices of PAIR_SLICE_SEC in ABBA order, on the same gateway. This
- * machine's speed drifts by a third over tens of seconds (other tenants of the host),
- * so two runs measured one after the other can differ by more than the 10 % a budget
- * holds; slices a few seconds apart see the same machine. Returns this scenario's
- * merged stats and CPU, and the partner's.
- */
-async function pairedRun(req, partnerReq, { o, pids, tty, name }) {
-  const slices = Math.max(1, Math.round(o.duration / PAIR_SLICE_SEC));
-  const mine = [];
-  const theirs = [];
-  let myCpuMs = 0;
-  let theirCpuMs = 0;
-  for (let i = 0; i < slices; i++) {
-    const order = i % 2 === 0 ? ['partner', 'mine'] : ['mine', 'partner'];
-    for (const who of order) {
-      const gw0 = cpuTimeMs(pids.gateway);
-      const stats = await drive({ ...(who === 'mine' ? req : partnerReq), duration: PAIR_SLICE_SEC });
-      const used = (cpuTimeMs(pids.gateway) ?? 0) - (gw0 ?? 0);
-      if (who === 'mine') {
-        mine.push(stats);
-        myCpuMs += used;
-      } else {
-        theirs.push(stats);
-        theirCpuMs += used;
-      }
-    }
-    if (tty) process.stderr.write(`\r  ${name}: slice pair ${i + 1}/${slices}   ${i + 1 === slices ? '\r\x1b[K' : ''}`);
-  }
-  const a = mergeStats(mine);
-  const b = mergeStats(theirs);
-  const perReq = (ms, n) => (pids.gateway === undefined || n === 0 ? null : (ms * 1000) / n);
-  return { stats: a, usPerRequest: perReq(myCpuMs, a.requests), partner: { stats: b, usPerRequest: perReq(theirCpuMs, b.requests) } };
-}
-
-const PAIR_SLICE_SEC = 2;
-
-/** One RunStats out of several runs of the same request. */
-function mergeStats(list) {
-  const sorted = new Float64Array(list.reduce((a, x) => a + x.sortedLatencies.length, 0));
-  let at = 0;
-  for (const x of list) {
-    sorted.set(x.sortedLatencies, at);
-    at += x.sortedLatencies.length;
-  }
-  sorted.sort();
-  const requests = list.reduce((a, x) => a + x.requests, 0);
-  const elapsedSec = list.reduce((a, x) => a + x.elapsedSec, 0);
-  const statuses = {};
-  for (const x of list) for (const [c, n] of Object.entries(x.statuses)) statuses[c] = (statuses[c] ?? 0) + n;
-  const latencyMs = { min: sorted.length ? sorted[0] : null, max: sorted.length ? sorted[sorted.length - 1] : null, mean: sorted.length ? sorted.reduce((a, v) => a + v, 0) / sorted.length : null };
-  for (const p of PERCENTILES) latencyMs[pkey(p)] = percentile(sorted, p);
-  const sum = (k) => list.reduce((a, x) => a + x[k], 0);
-  return {
-    requests,
-    elapsedSec,
-    rps: elapsedSec > 0 ? requests / elapsedSec : 0,
-    latencyMs,
-    statuses,
-    non2xx: sum('non2xx'),
-    errors: sum('errors'),
-    timeouts: sum('timeouts'),
-    bytesPerSec: list.reduce((a, x) => a + x.bytesPerSec * x.elapsedSec, 0) / Math.max(elapsedSec, 1e-9),
-    sortedLatencies: sorted,
-  };
-}
-
-/** Runs one scenario (warm-up included) and returns its row fields. */
-async function runScenario(s, { o, target, tokens, connections, log, tty, signal, pids }) {
-  if (s.target !== 'gateway') pids = { ...pids, gateway: undefined };
-  const req = requestFor(s, { target, tokens, connections, o, signal });
-  const problems = [];
-  const notes = [];
-
-  if (s.token === 'warm') {
-    // Fill the cache: every token verified once, in the order the run will send them.
-    log(`  verifying ${tokens.warm.length.toLocaleString('en-US')} tokens into the cache`);
-    const fill = await drive({ ...req, amount: tokens.warm.length, token: rotating(tokens.warm) });
-    problems.push(...statusProblems(fill, s.expect, 'cache fill'));
-    req.token = rotating(tokens.warm);
-  }
-
-  if (s.token === 'cold') {
-    const warm = tokens.coldWarm[s.alg];
-    if (warm.length) await drive({ ...req, amount: o.coldWarmup, token: onceEach(warm) });
-    const supply = onceEach(tokens.cold[s.alg]);
-    const meter = startMeter(pids);
-    const stats = await drive({ ...req, amount: o.coldTokens, token: supply, onTick: progress(s.name, '?', tty, log) });
-    const cpu = meter(stats.requests, stats.elapsedSec * 1000);
-    problems.push(...statusProblems(stats, s.expect));
-    if (supply.reused > 0) problems.push(`${supply.reused} requests reused a token (the pre-minted pool ran dry): not a cold run`);
-    const perThread = stats.rps / Math.max(1, o.threads);
-    notes.push(`${Math.round(perThread).toLocaleString('en-US')} verifications/s per worker thread`);
-    return finish(stats, problems, notes, cpu);
-  }
-
-  if (o.warmup > 0) await drive({ ...req, duration: o.warmup });
-
-  if (s.spray) {
-    const sprayReq = { ...req, connections: o.sprayConnections, headers: {}, token: () => garbageToken(tokens.keys.RS256, tokens.sprayTemplate) };
-    const meter = startMeter(pids);
-    const [stats, spray] = await Promise.all([
-      drive({ ...req, duration: o.duration, onTick: progress(s.name, o.duration, tty, log) }),
-      drive({ ...sprayReq, duration: o.duration }),
-    ]);
-    const cpu = meter(stats.requests + spray.requests, Math.max(stats.elapsedSec, spray.elapsedSec) * 1000);
-    problems.push(...statusProblems(stats, s.expect));
-    // A flood of bad tokens is refused (401) or, past the verifier queue, shed (503): both are correct.
-    const sprayBad = Object.entries(spray.statuses).filter(([c]) => c !== '401' && c !== '503');
-    if (spray.requests === 0) problems.push('spray: no responses');
-    if (sprayBad.length) problems.push(`spray: answers other than 401/503 (${sprayBad.map(([c, n]) => `${c}: ${n}`).join(', ')})`);
-    notes.push(`beside ${Math.round(spray.rps).toLocaleString('en-US')} garbage tokens/s (${Object.entries(spray.statuses).map(([c, n]) => `${c}: ${n}`).join(', ')})`);
-    const { sortedLatencies, ...sprayStats } = spray;
-    return { ...finish(stats, problems, notes, cpu), spray: sprayStats };
-  }
-
-  if (s.pairedWith) {
-    const partner = byName.get(s.pairedWith);
-    const partnerReq = requestFor(partner, { target, tokens, connections, o, signal });
-    const meter = startMeter(pids);
-    const run = await pairedRun(req, partnerReq, { o, pids, tty, name: s.name });
-    const cpu = { ...meter(run.stats.requests + run.partner.stats.requests), gatewayUsPerRequest: run.usPerRequest };
-    problems.push(...statusProblems(run.stats, s.expect));
-    problems.push(...statusProblems(run.partner.stats, partner.expect, `paired ${partner.name}`));
-    notes.push(
-      `interleaved with ${partner.name} (${PAIR_SLICE_SEC} s slices, ABBA): ${partner.name} ${Math.round(run.partner.stats.rps).toLocaleString('en-US')} req/s, ` +
-        `${run.partner.usPerRequest?.toFixed(1) ?? '–'} gw µs/req in the same seconds`,
-    );
-    const { sortedLatencies, ...partnerStats } = run.partner.stats;
-    return { ...finish(run.stats, problems, notes, cpu), paired: { [partner.name]: { ...partnerStats, ok: true, cpu: { gatewayUsPerRequest: run.partner.usPerRequest } } } };
-  }
-
-  const meter = startMeter(pids);
-  const stats = await drive({ ...req, duration: o.duration, onTick: progress(s.name, o.duration, tty, log) });
-  const cpu = meter(stats.requests, stats.elapsedSec * 1000);
-  problems.push(...statusProblems(stats, s.expect));
-  return finish(stats, problems, notes, cpu);
-}
-
-function finish(stats, problems, notes, cpu) {
-  return { ...stats, cpu, distribution: distribution(stats.sortedLatencies), problems, notes };
 }
 
 const HELP = `usage: node bench/run.js [options] [scenario|group ...]
@@ -491,10 +331,15 @@ Options (environment variable in brackets):
       --threads N           gateway verifier threads [BENCH_THREADS] (${DEFAULTS.threads})
       --cold-tokens N       never-seen tokens (= requests) per cold run [BENCH_COLD_TOKENS] (${DEFAULTS.coldTokens})
       --warm-tokens N       distinct tokens of warm-10k [BENCH_WARM_TOKENS] (${DEFAULTS.warmTokens})
+      --rate N              requests/s fixed-rate offers [BENCH_RATE] (default: ${FIXED_RATE_SHARE} × cached's req/s in
+                            the same run; ${SMOKE.rate} with --smoke)
       --no-pin              do not pin with taskset [BENCH_PIN=0]
-      --gateway-node-args="..."  extra node arguments for the gateway [BENCH_GATEWAY_NODE_ARGS],
-                            e.g. --gateway-node-args="--cpu-prof --cpu-prof-dir=.tmp/profiles"
+      --gateway-node-args="..."  extra node arguments for the gateway (and the baseline gateway)
+                            [BENCH_GATEWAY_NODE_ARGS], e.g. --gateway-node-args="--cpu-prof --cpu-prof-dir=.tmp/profiles"
       --gateway-cli FILE    bench another build's cli.js instead of dist/cli.js [BENCH_GATEWAY_CLI]
+      --baseline-dist DIR   before/after: run every selected gateway scenario against this build and
+                            against DIR/cli.js (another build's dist/), interleaved in ABBA slices, and
+                            report req/s and CPU per request of both [BENCH_BASELINE_DIST]
       --no-budgets          do not check bench/budgets.yaml
       --budgets FILE        another budgets file
       --out DIR             results directory (default bench/results); --no-write writes nothing
@@ -513,13 +358,17 @@ const NUMERIC = {
   threads: 'BENCH_THREADS',
   'cold-tokens': 'BENCH_COLD_TOKENS',
   'warm-tokens': 'BENCH_WARM_TOKENS',
+  rate: 'BENCH_RATE',
 };
 const camel = (s) => s.replace(/-(\w)/g, (_, c) => c.toUpperCase());
 
 /** Parses the command line into runSuite options (exported for tests of the CLI). */
 export function parseCli(argv, env = process.env) {
+  // `--gateway-node-args "--cpu-prof …"`: a value that starts with a dash is ambiguous to
+  // parseArgs unless it is joined with `=`; this flag's values always start with one.
+  const args = argv.flatMap((a, i) => (argv[i - 1] === '--gateway-node-args' ? [] : a === '--gateway-node-args' && i + 1 < argv.length ? [`${a}=${argv[i + 1]}`] : [a]));
   const { values, positionals } = parseArgs({
-    args: argv,
+    args,
     allowPositionals: true,
     options: {
       ...Object.fromEntries(Object.keys(NUMERIC).map((k) => [k, { type: 'string' }])),
@@ -530,6 +379,7 @@ export function parseCli(argv, env = process.env) {
       'no-pin': { type: 'boolean' },
       'gateway-node-args': { type: 'string' },
       'gateway-cli': { type: 'string' },
+      'baseline-dist': { type: 'string' },
       'no-budgets': { type: 'boolean' },
       budgets: { type: 'string' },
       out: { type: 'string' },
@@ -552,6 +402,8 @@ export function parseCli(argv, env = process.env) {
   if (values['no-pin'] || env.BENCH_PIN === '0') options.pin = false;
   const cliFile = values['gateway-cli'] ?? env.BENCH_GATEWAY_CLI;
   if (cliFile) options.gatewayCli = cliFile;
+  const baselineDist = values['baseline-dist'] ?? env.BENCH_BASELINE_DIST;
+  if (baselineDist) options.baselineDist = baselineDist;
   const nodeArgs = values['gateway-node-args'] ?? env.BENCH_GATEWAY_NODE_ARGS;
   if (nodeArgs) options.gatewayNodeArgs = nodeArgs.split(/\s+/).filter(Boolean);
   if (values['no-budgets']) options.budgetsFile = null;
@@ -590,6 +442,7 @@ async function main() {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else {
     process.stdout.write(`\n${textTable(report.rows)}\n`);
+    if (report.meta.baselineDist) process.stdout.write(`\nagainst the baseline build ${report.meta.baselineDist} (interleaved, ABBA):\n${baselineTable(report.rows)}\n`);
     if (report.budgets.length) {
       process.stdout.write('\nbudgets (bench/budgets.yaml):\n');
       for (const b of report.budgets) process.stdout.write(`  ${b.ok === null ? '–' : b.ok ? '✓' : '✗'} ${b.message}\n`);

@@ -6,6 +6,7 @@
  *
  *   GET  any path              a small fixed body (SMALL_BODY)
  *   GET  …/slow                the same body after SLOW_MS (slow-upstream scenario)
+ *   GET  …/download-64k        64 KiB of bytes (download-64k and its floor)
  *   GET  …/download-1m         1 MiB of bytes
  *   POST/PUT any path          reads the whole body, answers {"received":N}
  *
@@ -21,15 +22,21 @@ import { fileURLToPath } from 'node:url';
 export const SMALL_BODY = 'hello from the mfa-gateway bench upstream\n';
 export const SLOW_MS = 50;
 export const DOWNLOAD_BYTES = 1024 * 1024;
+export const DOWNLOAD_64K_BYTES = 64 * 1024;
 
-const DOWNLOAD = Buffer.alloc(DOWNLOAD_BYTES, 0x61);
+/** The fixed answers of the download routes, by route kind. */
+const DOWNLOADS = {
+  'download-64k': Buffer.alloc(DOWNLOAD_64K_BYTES, 0x61),
+  'download-1m': Buffer.alloc(DOWNLOAD_BYTES, 0x61),
+};
 
 function route(method, url) {
   if (method === 'POST' || method === 'PUT') return 'upload';
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   if (path.endsWith('/slow')) return 'slow';
-  if (path.endsWith('/download-1m')) return 'download';
+  if (path.endsWith('/download-1m')) return 'download-1m';
+  if (path.endsWith('/download-64k')) return 'download-64k';
   return 'small';
 }
 
@@ -55,10 +62,10 @@ function startUws(uws, port) {
     });
     if (kind === 'small') {
       res.cork(() => res.writeHeader('content-type', 'text/plain').end(SMALL_BODY));
-    } else if (kind === 'download') {
+    } else if (kind in DOWNLOADS) {
       // end() with the whole buffer: uWS keeps what the socket cannot take yet and
       // drains it as the client reads (its own backpressure buffer).
-      res.cork(() => res.writeHeader('content-type', 'application/octet-stream').end(DOWNLOAD));
+      res.cork(() => res.writeHeader('content-type', 'application/octet-stream').end(DOWNLOADS[kind]));
     } else if (kind === 'slow') {
       setTimeout(() => {
         if (!aborted) res.cork(() => res.writeHeader('content-type', 'text/plain').end(SMALL_BODY));
@@ -90,8 +97,9 @@ function startNodeHttp(port) {
     const kind = route(req.method, req.url);
     if (kind === 'small') {
       res.writeHead(200, { 'content-type': 'text/plain', 'content-length': SMALL_BODY.length }).end(SMALL_BODY);
-    } else if (kind === 'download') {
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': DOWNLOAD_BYTES }).end(DOWNLOAD);
+    } else if (kind in DOWNLOADS) {
+      const body = DOWNLOADS[kind];
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length }).end(body);
     } else if (kind === 'slow') {
       const t = setTimeout(() => res.writeHead(200, { 'content-type': 'text/plain' }).end(SMALL_BODY), SLOW_MS);
       res.on('close', () => clearTimeout(t));

@@ -7,16 +7,21 @@
  *       - { check: p99_added_ms, vs: none, max: 1.0 }    # p99 − none's p99 ≤ 1.0 ms
  *     cold-rs256:
  *       - { check: verifications_per_thread, min: 900 }  # rps / verifier threads ≥ 900
+ *     fixed-rate:
+ *       - { check: p99_ms, max: 2 }                       # p99 ≤ 2 ms
  *
- * Checks: rps_ratio (vs, min), cpu_per_request_ratio (vs, max: the gateway's CPU
- * time per request over that of `vs`), p50_added_ms / p90_added_ms / p99_added_ms /
- * p99_9_added_ms (vs, max), rps (min), verifications_per_thread (min).
+ * Checks: rps_ratio (vs, min), cpu_per_request_ratio (vs, max: the measured process's
+ * CPU time per request over that of `vs`, e.g. the gateway's over the floor proxy's),
+ * p50_added_ms / p90_added_ms / p99_added_ms / p99_9_added_ms (vs, max),
+ * p50_ms / p90_ms / p99_ms / p99_9_ms (max, absolute), rps (min),
+ * verifications_per_thread (min).
  */
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 
 const ADDED = { p50_added_ms: 'p50', p90_added_ms: 'p90', p99_added_ms: 'p99', p99_9_added_ms: 'p99_9' };
-const KINDS = new Set(['rps_ratio', 'cpu_per_request_ratio', 'rps', 'verifications_per_thread', ...Object.keys(ADDED)]);
+const ABSOLUTE = { p50_ms: 'p50', p90_ms: 'p90', p99_ms: 'p99', p99_9_ms: 'p99_9' };
+const KINDS = new Set(['rps_ratio', 'cpu_per_request_ratio', 'rps', 'verifications_per_thread', ...Object.keys(ADDED), ...Object.keys(ABSOLUTE)]);
 
 /**
  * Reads and validates a budgets file.
@@ -94,6 +99,9 @@ export function evaluateBudgets(budgets, rows, ctx) {
         const k = ADDED[c.check];
         value = row.latencyMs[k] - base.latencyMs[k];
         unit = 'ms';
+      } else if (c.check in ABSOLUTE) {
+        value = row.latencyMs[ABSOLUTE[c.check]];
+        unit = 'ms';
       } else if (c.check === 'rps') {
         value = row.rps;
         unit = 'rps';
@@ -105,14 +113,18 @@ export function evaluateBudgets(budgets, rows, ctx) {
       const highOk = typeof c.max !== 'number' || value <= c.max;
       const ok = lowOk && highOk;
       let message = `${name}: ${label} = ${fmt(value, unit)} (${limitText(c, unit)})`;
+      // How far a broken budget is from its limit, in the check's unit and relative to the limit.
+      let by = null;
       if (!lowOk) {
         const short = c.min - value;
-        message = `${name}: ${label} = ${fmt(value, unit)}, below the minimum ${fmt(c.min, unit)} by ${fmt(short, unit)}${c.min !== 0 ? ` (${((short / Math.abs(c.min)) * 100).toFixed(1)}%)` : ''}`;
+        by = `${fmt(short, unit)}${c.min !== 0 ? ` (${((short / Math.abs(c.min)) * 100).toFixed(1)}%)` : ''}`;
+        message = `${name}: ${label} = ${fmt(value, unit)}, below the minimum ${fmt(c.min, unit)} by ${by}`;
       } else if (!highOk) {
         const over = value - c.max;
-        message = `${name}: ${label} = ${fmt(value, unit)}, above the maximum ${fmt(c.max, unit)} by ${fmt(over, unit)}`;
+        by = `${fmt(over, unit)}${c.max > 0 ? ` (${((over / c.max) * 100).toFixed(1)}%)` : ''}`;
+        message = `${name}: ${label} = ${fmt(value, unit)}, above the maximum ${fmt(c.max, unit)} by ${by}`;
       }
-      out.push({ ...entry, limit: limitText(c, unit), actual: fmt(value, unit), value, ok, message });
+      out.push({ ...entry, limit: limitText(c, unit), actual: fmt(value, unit), value, ok, by, message });
     }
   }
   return out;

@@ -1,7 +1,8 @@
 /**
- * The two child processes of a bench run: the bench upstream (bench/upstream.js) and
- * the built gateway (`node dist/cli.js start --config FILE`), each optionally pinned
- * with taskset. Both are always stopped by their pid, never by name.
+ * The child processes of a bench run: the bench upstream (bench/upstream.js), the
+ * floor proxy (bench/floor.js) and the built gateway (`node dist/cli.js start --config
+ * FILE`, and a second, older build with --baseline-dist), each optionally pinned with
+ * taskset. All are always stopped by their pid, never by name.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -14,6 +15,9 @@ import { ALGORITHMS, AUDIENCE, ISSUER, ROLE, SCOPE } from './tokens.js';
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const CLI = join(ROOT, 'dist', 'cli.js');
 const UPSTREAM = join(ROOT, 'bench', 'upstream.js');
+const FLOOR = join(ROOT, 'bench', 'floor.js');
+/** Connections of the gateway's upstream pool in the bench config, and of the floor's. */
+export const UPSTREAM_CONNECTIONS = 128;
 
 /** A free loopback port: listen on 0, read the port, close. */
 export function freePort() {
@@ -58,12 +62,12 @@ async function stopProcess(child, graceMs = 10_000) {
 }
 
 /**
- * Starts the bench upstream as a child process.
- * @param {{ cpus: string | null }} placement cores for taskset, or null
- * @returns {Promise<{ url: string, port: number, server: string, pid: number, stop(): Promise<{code:number|null,signal:string|null}> }>}
+ * Starts a child that prints one JSON line `{"port":N,"server":…}` on stdout once it
+ * listens (bench/upstream.js, bench/floor.js).
+ * @returns {Promise<{ url: string, port: number, server: string, pid: number, stderr: () => string, alive: () => boolean, stop(): Promise<{code:number|null,signal:string|null}> }>}
  */
-export async function startUpstreamProcess({ cpus }) {
-  const child = launch(pinnedCommand(cpus, [process.execPath, UPSTREAM]));
+async function startListener(argv, what) {
+  const child = launch(argv);
   const info = await new Promise((resolve, reject) => {
     let out = '';
     child.proc.stdout.setEncoding('utf8').on('data', (d) => {
@@ -71,19 +75,41 @@ export async function startUpstreamProcess({ cpus }) {
       const nl = out.indexOf('\n');
       if (nl !== -1) resolve(JSON.parse(out.slice(0, nl)));
     });
-    void child.exited.then(({ code }) => reject(new Error(`bench upstream exited (${code}) before listening: ${child.stderr()}`)));
+    void child.exited.then(({ code }) => reject(new Error(`${what} exited (${code}) before listening: ${child.stderr()}`)));
   });
   return {
     url: `http://127.0.0.1:${info.port}`,
     port: info.port,
     server: info.server,
     pid: child.proc.pid,
+    stderr: child.stderr,
+    alive: () => child.proc.exitCode === null && child.proc.signalCode === null,
     stop: () => stopProcess(child, 3000),
   };
 }
 
 /**
- * The gateway config of a bench run (DESIGN.md "Config file"): `/public/` with
+ * Starts the bench upstream as a child process.
+ * @param {{ cpus: string | null }} placement cores for taskset, or null
+ */
+export function startUpstreamProcess({ cpus }) {
+  return startListener(pinnedCommand(cpus, [process.execPath, UPSTREAM]), 'bench upstream');
+}
+
+/**
+ * Starts the floor proxy (bench/floor.js) in front of the upstream, with the pool size
+ * the gateway's config gives its upstream.
+ * @param {{ cpus: string | null, upstreamUrl: string }} options
+ */
+export function startFloorProcess({ cpus, upstreamUrl }) {
+  return startListener(
+    pinnedCommand(cpus, [process.execPath, FLOOR, '--upstream', upstreamUrl, '--connections', String(UPSTREAM_CONNECTIONS)]),
+    'bench floor proxy',
+  );
+}
+
+/**
+ * The gateway config of a bench run (README, config/gateway.example.yaml): `/public/` with
  * `auth: none`, `/api/` with `auth: mfa` plus a role and a scope, one issuer whose
  * keys come from the JWKS file the harness wrote.
  */
@@ -103,7 +129,7 @@ export function gatewayConfig({ port, adminPort, upstreamUrl, jwksFile, threads 
         algorithms: [...ALGORITHMS],
       },
     ],
-    upstreams: { bench: { url: upstreamUrl, connections: 128 } },
+    upstreams: { bench: { url: upstreamUrl, connections: UPSTREAM_CONNECTIONS } },
     // All bench traffic comes from 127.0.0.1. The per-address spraying guard would
     // (rightly) answer 429 to `invalid` and `spray` after 20 bad tokens and then block
     // the address for every later scenario; the bench measures what the guard cannot

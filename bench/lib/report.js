@@ -39,21 +39,45 @@ const COLUMNS = [
   ['× none', (r) => ratio(r.vsNone), 'r'],
   ['gw CPU', (r) => pct(r.cpu?.gatewayPercent), 'r'],
   ['gw µs/req', (r) => us(r.cpu?.gatewayUsPerRequest), 'r'],
+  ['× floor CPU', (r) => ratio(r.vsFloorCpu), 'r'],
   ['gen CPU', (r) => pct(r.cpu?.loadgenPercent), 'r'],
   ['result', (r) => (r.ok ? 'ok' : 'FAIL'), 'l'],
   ['notes', (r) => r.notes.join('; '), 'l'],
 ];
 
-/** The results as a plain-text table for the terminal. */
-export function textTable(rows) {
-  const cells = rows.map((r) => COLUMNS.map(([, f]) => f(r)));
-  const widths = COLUMNS.map(([h], i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
+/** Side by side with the baseline build (--baseline-dist): the rows that ran against both. */
+const BASELINE_COLUMNS = [
+  ['scenario', (r) => r.name, 'l'],
+  ['req/s', (r) => int(r.rps), 'r'],
+  ['baseline req/s', (r) => int(r.baseline.rps), 'r'],
+  ['req/s ÷ baseline', (r) => ratio(r.vsBaseline?.rps), 'r'],
+  ['gw µs/req', (r) => us(r.cpu?.gatewayUsPerRequest), 'r'],
+  ['baseline µs/req', (r) => us(r.baseline.cpu?.gatewayUsPerRequest), 'r'],
+  ['µs/req ÷ baseline', (r) => ratio(r.vsBaseline?.cpuPerRequest), 'r'],
+  ['p99 ms', (r) => ms(r.latencyMs.p99), 'r'],
+  ['baseline p99 ms', (r) => ms(r.baseline.latencyMs?.p99), 'r'],
+  ['result', (r) => (r.ok && r.baseline.ok ? 'ok' : `FAIL${r.baseline.ok ? '' : ' (baseline)'}`), 'l'],
+];
+
+function plainTable(columns, rows) {
+  const cells = rows.map((r) => columns.map(([, f]) => f(r)));
+  const widths = columns.map(([h], i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
   const line = (vals) =>
     vals
-      .map((v, i) => (COLUMNS[i][2] === 'r' ? v.padStart(widths[i]) : v.padEnd(widths[i])))
+      .map((v, i) => (columns[i][2] === 'r' ? v.padStart(widths[i]) : v.padEnd(widths[i])))
       .join('  ')
       .trimEnd();
-  return [line(COLUMNS.map(([h]) => h)), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n');
+  return [line(columns.map(([h]) => h)), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n');
+}
+
+/** The results as a plain-text table for the terminal. */
+export function textTable(rows) {
+  return plainTable(COLUMNS, rows);
+}
+
+/** The comparison with the baseline build as a plain-text table. */
+export function baselineTable(rows) {
+  return plainTable(BASELINE_COLUMNS, rows.filter((r) => r.baseline));
 }
 
 function mdTable(header, rows, align) {
@@ -63,6 +87,15 @@ function mdTable(header, rows, align) {
     `|${align.map((a) => (a === 'r' ? '---:' : '---')).join('|')}|`,
     ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
   ].join('\n');
+}
+
+/** A Markdown table of `rows` with `columns` ([header, cell, alignment] each). */
+function columnsTable(columns, rows) {
+  return mdTable(
+    columns.map(([h]) => h),
+    rows.map((r) => columns.map(([, f]) => f(r))),
+    columns.map(([, , a]) => a),
+  );
 }
 
 /** The Markdown report of a run (with a comparison against `previous` when given). */
@@ -78,21 +111,23 @@ export function markdown(report, { svgName, previous }) {
     `- result: **${report.ok ? 'ok' : 'FAILED'}**${report.failures.length ? ` (${report.failures.join('; ')})` : ''}`,
     '',
   );
-  out.push(
-    mdTable(
-      COLUMNS.map(([h]) => h),
-      rows.map((r) => COLUMNS.map(([, f]) => f(r))),
-      COLUMNS.map(([, , a]) => a),
-    ),
-    '',
-  );
+  out.push(columnsTable(COLUMNS, rows), '');
+  const withBase = rows.filter((r) => r.baseline);
+  if (withBase.length) {
+    out.push(`## Against the baseline build (\`${meta.baselineDist}\`)`, '');
+    out.push(
+      'Each gateway scenario ran against this build and the baseline build in the same invocation, interleaved in ABBA slices: `req/s ÷ baseline` above 1 and `µs/req ÷ baseline` below 1 mean this build is faster.',
+      '',
+    );
+    out.push(columnsTable(BASELINE_COLUMNS, withBase), '');
+  }
   if (budgets.length) {
     out.push('## Budgets (bench/budgets.yaml)', '');
     out.push(
       mdTable(
-        ['scenario', 'check', 'limit', 'measured', ''],
-        budgets.map((b) => [b.scenario, b.vs ? `${b.check} vs ${b.vs}` : b.check, b.limit, b.actual ?? '–', b.ok === null ? 'not checked' : b.ok ? 'ok' : '**broken**']),
-        ['l', 'l', 'r', 'r', 'l'],
+        ['scenario', 'check', 'limit', 'measured', '', 'by'],
+        budgets.map((b) => [b.scenario, b.vs ? `${b.check} vs ${b.vs}` : b.check, b.limit, b.actual ?? '–', b.ok === null ? 'not checked' : b.ok ? 'ok' : '**broken**', b.by ?? '']),
+        ['l', 'l', 'r', 'r', 'l', 'r'],
       ),
       '',
     );
@@ -105,15 +140,15 @@ export function markdown(report, { svgName, previous }) {
       const pct = (a, b) => (b ? `${(((a - b) / b) * 100).toFixed(1)}%` : '–');
       out.push(
         mdTable(
-          ['scenario', 'req/s', 'before', 'change', 'p99 ms', 'before', '× direct', 'before'],
+          ['scenario', 'req/s', 'before', 'change', 'p99 ms', 'before', '× direct', 'before', '× floor CPU', 'before'],
           both.map((r) => {
             const p = prev.get(r.name);
-            return [r.name, int(r.rps), int(p.rps), pct(r.rps, p.rps), ms(r.latencyMs.p99), ms(p.latencyMs.p99), ratio(r.vsDirect), ratio(p.vsDirect)];
+            return [r.name, int(r.rps), int(p.rps), pct(r.rps, p.rps), ms(r.latencyMs.p99), ms(p.latencyMs?.p99), ratio(r.vsDirect), ratio(p.vsDirect), ratio(r.vsFloorCpu), ratio(p.vsFloorCpu)];
           }),
-          ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+          ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
         ),
         '',
-        'Compare the × direct ratios first: absolute numbers move with whatever else the machine is doing.',
+        'Compare the ratios first (× direct, × floor CPU): absolute numbers move with whatever else the machine is doing. For a before/after comparison of two builds, `--baseline-dist` measures both in the same seconds.',
         '',
       );
     }

@@ -1,13 +1,21 @@
 /**
- * The scenario table. Each scenario is one autocannon run against either the bench
- * upstream directly (`target: 'upstream'`) or the gateway in front of it.
+ * The scenario table. Each scenario is one load run against the bench upstream directly
+ * (`target: 'upstream'`), the floor proxy in front of it (`target: 'floor'`,
+ * bench/floor.js: uWebSockets.js → undici and nothing else) or the gateway.
  *
- * - `token`: which bearer token each request carries (see bench/run.js `tokenSource`)
+ * - `token`: which bearer token each request carries (bench/lib/measure.js requestFor)
  * - `expect`: '2xx', or the one status every answer must have (e.g. 401)
  * - `baseline`: the straight-to-upstream run of the same request, for the × direct ratio
  * - `vsNone`: the × none ratio is meaningful (same small GET as `none`, plus auth)
+ * - `floor`: the floor scenario whose CPU per request `× floor CPU` divides by
+ *   (default `floor` for gateway scenarios; null: none fits)
+ * - `pairedWith`: scenarios measured interleaved with this one, in the same seconds
+ * - `rate`: open loop at a fixed rate (bench/lib/load.js drivePaced), set by run.js
  * - `conn`: which connection count applies: 'main' (--connections), 'body' (--body-connections)
  */
+/** The request of upload-1m and its baseline and floor: a 1 MiB POST with the cached token. */
+const UPLOAD_1M = { method: 'POST', path: '/api/upload', body: 'upload', token: 'cached', expect: '2xx', conn: 'body', baseline: 'direct-upload-1m' };
+
 // Table order is run order: `cached` runs right after `none`, so that the ratio the
 // budgets hold compares two runs a few seconds apart (this machine's speed drifts).
 export const SCENARIOS = [
@@ -48,6 +56,42 @@ export const SCENARIOS = [
     what: 'baseline of slow-upstream: the upstream answers after 50 ms',
   },
   {
+    name: 'floor',
+    target: 'floor',
+    path: '/api/hello',
+    // The very request `cached` sends: same path length, same 1.4 KB Authorization header.
+    token: 'cached',
+    expect: '2xx',
+    conn: 'main',
+    baseline: 'direct',
+    what: 'the bare uWebSockets.js → undici Pool.dispatch proxy (bench/floor.js), pinned like the gateway, sent the request cached sends: the least a proxy on this stack costs; every × floor CPU divides by it',
+  },
+  {
+    name: 'floor-download-64k',
+    target: 'floor',
+    path: '/api/download-64k',
+    token: 'cached',
+    expect: '2xx',
+    conn: 'main',
+    what: 'the floor proxy with 64 KiB answers: the floor of download-64k',
+  },
+  {
+    name: 'floor-download-1m',
+    target: 'floor',
+    path: '/api/download-1m',
+    token: 'cached',
+    expect: '2xx',
+    conn: 'body',
+    baseline: 'direct-download-1m',
+    what: 'the floor proxy with 1 MiB answers (tryEnd/onWritable backpressure): the floor of download-1m',
+  },
+  {
+    ...UPLOAD_1M,
+    name: 'floor-upload-1m',
+    target: 'floor',
+    what: 'the floor proxy with 1 MiB request bodies streamed through: the floor of upload-1m',
+  },
+  {
     name: 'none',
     target: 'gateway',
     path: '/public/hello',
@@ -66,9 +110,9 @@ export const SCENARIOS = [
     target: 'gateway',
     path: '/api/hello',
     token: 'cached',
-    // Measured in slices interleaved with `none` (run.js pairedRun): the ratio this
-    // product promises is held against the same seconds of the same machine.
-    pairedWith: 'none',
+    // Measured in slices interleaved with `none` and `floor` (bench/lib/measure.js): the
+    // ratios this product promises are held against the same seconds of the same machine.
+    pairedWith: ['none', 'floor'],
     expect: '2xx',
     conn: 'main',
     baseline: 'direct',
@@ -155,15 +199,10 @@ export const SCENARIOS = [
     what: 'the cached run again while other connections send never-seen garbage tokens (real header and kid, random signature: each costs a verification); the row shows the cached traffic',
   },
   {
+    ...UPLOAD_1M,
     name: 'upload-1m',
     target: 'gateway',
-    method: 'POST',
-    path: '/api/upload',
-    body: 'upload',
-    token: 'cached',
-    expect: '2xx',
-    conn: 'body',
-    baseline: 'direct-upload-1m',
+    floor: 'floor-upload-1m',
     what: '1 MiB request bodies streamed through to the upstream, with a cached token',
   },
   {
@@ -174,7 +213,19 @@ export const SCENARIOS = [
     expect: '2xx',
     conn: 'body',
     baseline: 'direct-download-1m',
+    floor: 'floor-download-1m',
     what: '1 MiB response bodies streamed back to the client, with a cached token',
+  },
+  {
+    name: 'download-64k',
+    target: 'gateway',
+    path: '/api/download-64k',
+    token: 'cached',
+    expect: '2xx',
+    conn: 'main',
+    floor: 'floor-download-64k',
+    pairedWith: ['floor-download-64k'],
+    what: '64 KiB answers with a cached token, interleaved with floor-download-64k: what the gateway adds to a mid-sized answer',
   },
   {
     name: 'slow-upstream',
@@ -197,21 +248,52 @@ export const SCENARIOS = [
     vsNone: true,
     what: 'a valid but password-only token (amr: [pwd]): refused with the RFC 9470 step-up challenge (401)',
   },
+  // Open loop, after `cached`: the rate is half of what cached reached in the same run.
+  {
+    name: 'fixed-rate',
+    target: 'gateway',
+    path: '/api/hello',
+    token: 'cached',
+    rate: true,
+    expect: '2xx',
+    conn: 'main',
+    floor: 'floor-fixed-rate',
+    pairedWith: ['floor-fixed-rate'],
+    what: 'the cached request at a fixed rate (open loop, half of cached\'s req/s unless --rate): the latency a loaded but unsaturated gateway adds, interleaved with floor-fixed-rate',
+  },
+  {
+    name: 'floor-fixed-rate',
+    target: 'floor',
+    path: '/api/hello',
+    token: 'cached',
+    rate: true,
+    expect: '2xx',
+    conn: 'main',
+    what: 'the floor proxy at the rate fixed-rate offers: the latency of the bare stack at that load',
+  },
 ];
+
+/** The floor scenario a scenario's `× floor CPU` divides by, or null. */
+export function floorOf(s) {
+  if (s.floor !== undefined) return s.floor;
+  return s.target === 'gateway' ? 'floor' : null;
+}
 
 /** Names that select several scenarios. */
 export const GROUPS = {
   all: SCENARIOS.map((s) => s.name),
   cold: ['cold-rs256', 'cold-es256', 'cold-eddsa'],
   baselines: ['direct', 'direct-upload-1m', 'direct-download-1m', 'direct-slow'],
+  floors: SCENARIOS.filter((s) => s.target === 'floor').map((s) => s.name),
 };
 
 export const byName = new Map(SCENARIOS.map((s) => [s.name, s]));
 
 /**
  * Expands names and groups into scenarios in table order, adding what the ratios and
- * budgets need: each scenario's baseline, `direct` and `none`, and every scenario a
- * budget compares with (`extraDeps(name)`).
+ * budgets need: each scenario's baseline, floor and partners, `direct` and `none` for
+ * gateway scenarios, `cached` for the fixed-rate ones (it sets their rate), and every
+ * scenario a budget compares with (`extraDeps(name)`).
  * @param {string[]} names
  * @param {{ withDeps?: boolean, extraDeps?: (name: string) => string[] }} [options]
  */
@@ -227,8 +309,9 @@ export function select(names, options = {}) {
     const queue = [...wanted];
     while (queue.length) {
       const s = byName.get(queue.pop());
-      const deps = [s.baseline, ...(options.extraDeps?.(s.name) ?? [])].filter(Boolean);
+      const deps = [s.baseline, floorOf(s), ...(s.pairedWith ?? []), ...(options.extraDeps?.(s.name) ?? [])].filter(Boolean);
       if (s.target === 'gateway') deps.push('direct', 'none');
+      if (s.rate) deps.push('cached');
       for (const d of deps) {
         if (!wanted.has(d) && byName.has(d)) {
           wanted.add(d);

@@ -9,29 +9,53 @@
  * operational log go nowhere; stderr is kept inside bench/ for its error messages),
  * and the tokens it mints stay inside runSuite, so neither is checked here.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordOutput } from './leaks.js';
 // @ts-expect-error bench/ is plain JavaScript without type declarations
 import { runSuite } from '../../bench/run.js';
 // @ts-expect-error bench/ is plain JavaScript without type declarations
 import { SCENARIOS } from '../../bench/lib/scenarios.js';
+// @ts-expect-error bench/ is plain JavaScript without type declarations
+import { analyze } from '../../bench/lib/profile-top.js';
 
 interface Stats {
   requests: number;
   statuses: Record<string, number>;
   errors: number;
 }
+interface Cpu {
+  gatewayUsPerRequest: number | null;
+}
+interface Paired extends Stats {
+  rps: number;
+  ok: boolean;
+  cpu: Cpu;
+}
+interface Rate {
+  offered: number;
+  generated: number;
+  achieved: number;
+  connectionsUsed: number;
+}
 interface Row extends Stats {
   name: string;
-  target: 'upstream' | 'gateway';
+  target: 'upstream' | 'gateway' | 'floor';
   expect: '2xx' | number;
   ok: boolean;
+  rps: number;
   problems: string[];
   distribution: [number, number][];
   spray?: Stats;
+  cpu: Cpu;
+  floor: string | null;
+  vsFloorCpu: number | null;
+  paired?: Record<string, Paired>;
+  rate?: Rate;
+  baseline?: Paired & { problems: string[] };
+  vsBaseline?: { rps: number; cpuPerRequest: number | null } | null;
 }
 interface Report {
   ok: boolean;
@@ -43,6 +67,17 @@ interface Report {
 }
 
 const ALL = (SCENARIOS as { name: string; expect: '2xx' | number }[]).map((s) => s.name);
+const ROOT = resolve(import.meta.dirname, '..', '..');
+/** The smoke run's fixed rate (bench/run.js SMOKE.rate) and duration (1 s). */
+const SMOKE_RATE = 200;
+
+/** CPU per request of a row or partner, which must have been measured (Linux /proc). */
+function usPerRequest(x: { cpu: Cpu } | undefined): number {
+  const v = x?.cpu.gatewayUsPerRequest;
+  expect(typeof v, 'CPU per request measured').toBe('number');
+  expect(v).toBeGreaterThan(0);
+  return v!;
+}
 
 describe('bench harness smoke run', () => {
   let report: Report;
@@ -52,7 +87,8 @@ describe('bench harness smoke run', () => {
   beforeAll(async () => {
     out = mkdtempSync(join(tmpdir(), 'mfa-gw-bench-smoke-'));
     report = (await runSuite({ smoke: true, resultsDir: out, log: (l: string) => lines.push(l) })) as Report;
-  }, 55_000);
+  }, 90_000);
+  const row = (name: string): Row => report.rows.find((r) => r.name === name)!;
 
   afterAll(() => {
     recordOutput('bench-smoke.log', lines.join('\n'));
@@ -95,6 +131,40 @@ describe('bench harness smoke run', () => {
     expect(cached.vsNone).toBeCloseTo(cached.rps / partner!.rps, 10);
   });
 
+  it('runs the floor proxy, and divides each gateway row\'s CPU per request by its floor\'s', () => {
+    for (const name of ['floor', 'floor-download-64k', 'floor-download-1m', 'floor-upload-1m', 'floor-fixed-rate']) {
+      expect(row(name).target).toBe('floor');
+      expect(row(name).vsFloorCpu).toBeNull();
+    }
+    // A standalone row against the standalone floor …
+    const none = row('none');
+    expect(none.floor).toBe('floor');
+    expect(none.vsFloorCpu).toBeCloseTo(usPerRequest(none) / usPerRequest(row('floor')), 10);
+    expect(row('upload-1m').floor).toBe('floor-upload-1m');
+    expect(row('upload-1m').vsFloorCpu).toBeCloseTo(usPerRequest(row('upload-1m')) / usPerRequest(row('floor-upload-1m')), 10);
+    // … and the interleaved ones against the floor slices measured beside them.
+    const cached = row('cached');
+    expect(Object.keys(cached.paired!)).toEqual(['none', 'floor']);
+    expect(cached.paired!.floor!.requests).toBeGreaterThan(0);
+    expect(cached.vsFloorCpu).toBeCloseTo(usPerRequest(cached) / usPerRequest(cached.paired!.floor), 10);
+    const dl = row('download-64k');
+    expect(dl.floor).toBe('floor-download-64k');
+    expect(dl.vsFloorCpu).toBeCloseTo(usPerRequest(dl) / usPerRequest(dl.paired!['floor-download-64k']), 10);
+  });
+
+  it('offers fixed-rate its rate open loop, and every request it generated was answered', () => {
+    for (const name of ['fixed-rate', 'floor-fixed-rate']) {
+      const r = row(name);
+      expect(r.rate!.offered, name).toBe(SMOKE_RATE);
+      expect(r.rate!.generated, name).toBe(SMOKE_RATE);
+      expect(r.requests, name).toBe(SMOKE_RATE);
+      expect(r.rate!.connectionsUsed, name).toBe(4);
+    }
+    const fr = row('fixed-rate');
+    expect(fr.paired!['floor-fixed-rate']!.requests).toBe(SMOKE_RATE);
+    expect(fr.vsFloorCpu).toBeCloseTo(usPerRequest(fr) / usPerRequest(fr.paired!['floor-fixed-rate']), 10);
+  });
+
   it('checks no budgets in smoke mode, does not pin, and the gateway exits 0 on SIGTERM', () => {
     expect(report.budgets).toEqual([]);
     expect(report.meta.placement.pinned).toBe(false);
@@ -115,5 +185,65 @@ describe('bench harness smoke run', () => {
     expect(svg.match(/<polyline/g)?.length).toBe(ALL.length);
     const md = readFileSync(files.md, 'utf8');
     for (const name of ALL) expect(md).toContain(`| ${name} |`);
+    expect(md).toContain('| × floor CPU |');
+  });
+});
+
+describe('bench harness against a baseline build, with node arguments for the gateways', () => {
+  let report: Report;
+  let out: string;
+  let profiles: string;
+  const lines: string[] = [];
+
+  beforeAll(async () => {
+    out = mkdtempSync(join(tmpdir(), 'mfa-gw-bench-baseline-'));
+    profiles = join(out, 'profiles');
+    // The same build on both sides (an A/A run): what matters here is that both ran.
+    report = (await runSuite({
+      smoke: true,
+      scenarios: ['none'],
+      baselineDist: join(ROOT, 'dist'),
+      gatewayNodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profiles}`],
+      resultsDir: out,
+      log: (l: string) => lines.push(l),
+    })) as Report;
+  }, 60_000);
+
+  afterAll(() => {
+    recordOutput('bench-smoke-baseline.log', lines.join('\n'));
+    if (out) rmSync(out, { recursive: true, force: true });
+  });
+
+  it('runs each gateway scenario against both builds and reports both side by side', () => {
+    expect(report.failures, lines.join('\n')).toEqual([]);
+    expect(report.rows.map((r) => r.name)).toEqual(['direct', 'floor', 'none']);
+    const none = report.rows.find((r) => r.name === 'none')!;
+    expect(none.baseline!.ok, none.baseline!.problems.join('; ')).toBe(true);
+    expect(none.baseline!.requests).toBeGreaterThan(0);
+    expect(none.vsBaseline!.rps).toBeCloseTo(none.rps / none.baseline!.rps, 10);
+    expect(none.vsBaseline!.cpuPerRequest).toBeCloseTo(usPerRequest(none) / usPerRequest(none.baseline), 10);
+    // Only gateway scenarios have a second build to run against.
+    for (const name of ['direct', 'floor']) expect(report.rows.find((r) => r.name === name)!.baseline).toBeUndefined();
+    const md = readFileSync(report.files!.md, 'utf8');
+    expect(md).toContain('## Against the baseline build');
+    expect(md).toMatch(/\| none \| [\d,]+ \| [\d,]+ \| \d+\.\d\d× \|/);
+  });
+
+  it('passes --gateway-node-args to both gateways: each wrote CPU profiles that profile-top reads', () => {
+    const files = readdirSync(profiles).filter((f) => f.endsWith('.cpuprofile'));
+    // Two gateways, each a main thread and one verifier worker.
+    expect(files.length).toBe(4);
+    // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile
+    const pids = new Set(files.map((f) => f.split('.')[3]));
+    expect(pids.size).toBe(2);
+    const main = files.filter((f) => f.split('.')[4] === '0');
+    expect(main.length).toBe(2);
+    for (const f of main) {
+      const a = analyze(JSON.parse(readFileSync(join(profiles, f), 'utf8')), f);
+      expect(a.busyMs).toBeGreaterThan(0);
+      expect(a.functions.length).toBeGreaterThan(0);
+      // The main thread proxied requests: undici and the gateway's own code used CPU.
+      expect(Object.keys(a.where)).toEqual(expect.arrayContaining(['gateway', 'undici']));
+    }
   });
 });
