@@ -321,12 +321,13 @@ export class ProofVerifier {
     if (jti.length > MAX_JTI_CHARS) return FAILURES.jti_too_long;
     if (payload['htm'] !== input.method) return FAILURES.htm_mismatch;
     const htu = payload['htu'];
-    if (typeof htu !== 'string' || htu.length > MAX_PROOF_CHARS) return FAILURES.htu_mismatch;
+    if (typeof htu !== 'string') return FAILURES.htu_mismatch;
     const want = normalizeHtu(input.htu);
     if (want === null || normalizeHtu(htu) !== want) return FAILURES.htu_mismatch;
     const iat = payload['iat'];
     if (!isNumericDate(iat)) return FAILURES.iat_invalid;
-    if (Math.abs(iat * 1000 - input.nowMs) > input.iatWindowSec * 1000) return FAILURES.iat_out_of_window;
+    // Written so that a NaN window or clock refuses instead of accepting.
+    if (!(Math.abs(iat * 1000 - input.nowMs) <= input.iatWindowSec * 1000)) return FAILURES.iat_out_of_window;
     const ath = payload['ath'];
     if (typeof ath !== 'string') return FAILURES.ath_missing;
     if (ath !== accessTokenHash(input.accessToken)) return FAILURES.ath_mismatch;

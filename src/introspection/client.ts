@@ -341,9 +341,10 @@ export function readIntrospectionAnswer(status: number, contentType: string | nu
   const exp = c['exp'];
   if (typeof exp !== 'number' || !Number.isFinite(exp)) return failure('invalid_response', 'exp_missing');
   const nowSec = ctx.nowMs / 1000;
-  if (exp <= nowSec - ctx.clockToleranceSec) return failure('inactive', 'expired');
+  // Written so that a NaN clock or tolerance refuses instead of accepting.
+  if (!(exp > nowSec - ctx.clockToleranceSec)) return failure('inactive', 'expired');
   const nbf = c['nbf'];
-  if (typeof nbf === 'number' && nbf > nowSec + ctx.clockToleranceSec) return failure('inactive', 'not_yet_valid');
+  if (typeof nbf === 'number' && !(nbf <= nowSec + ctx.clockToleranceSec)) return failure('inactive', 'not_yet_valid');
   const type = c['token_type'];
   if (type !== undefined || ctx.requireTokenType) {
     if (typeof type !== 'string' || !ACCESS_TOKEN_TYPES.has(type.toLowerCase())) return failure('inactive', 'not_an_access_token');

@@ -166,10 +166,11 @@ export async function validateLogoutToken(token: unknown, o: LogoutTokenOptions)
   const nowSec = o.nowMs / 1000;
   const iat = c['iat'];
   if (!isNumericDate(iat)) return FAILURES.iat_missing;
-  if (iat > nowSec + o.clockToleranceSec) return FAILURES.iat_in_future;
+  // Both comparisons are written so that a NaN clock or tolerance refuses instead of accepting.
+  if (!(iat <= nowSec + o.clockToleranceSec)) return FAILURES.iat_in_future;
   const exp = c['exp'];
   if (!isNumericDate(exp)) return FAILURES.exp_missing;
-  if (exp <= nowSec - o.clockToleranceSec) return FAILURES.expired;
+  if (!(exp > nowSec - o.clockToleranceSec)) return FAILURES.expired;
   const jti = c['jti'];
   if (typeof jti !== 'string' || jti.length === 0) return FAILURES.jti_missing;
   const events = c['events'];

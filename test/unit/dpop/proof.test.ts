@@ -143,6 +143,9 @@ describe('verifyProof: each check of RFC 9449 §4.3 fails on its own', () => {
     ['iat_invalid', async () => input(await proof(es, { iat: String(NOW / 1000) }))],
     ['iat_out_of_window', async () => input(await proof(es, { iat: NOW / 1000 - 31 }))],
     ['iat_out_of_window', async () => input(await proof(es, { iat: NOW / 1000 + 31 }))],
+    // A window or clock that is no number refuses rather than accepts.
+    ['iat_out_of_window', async () => input(await proof(), { iatWindowSec: Number.NaN })],
+    ['iat_out_of_window', async () => input(await proof(), { nowMs: Number.NaN })],
     ['jti_missing', async () => input(await proof(es, { jti: undefined }))],
     ['jti_missing', async () => input(await proof(es, { jti: '' }))],
     ['jti_too_long', async () => input(await proof(es, { jti: 'j'.repeat(257) }))],

@@ -102,6 +102,8 @@ describe('validateLogoutToken: each rule of §2.6 fails on its own', () => {
     ['iat_in_future', async () => token({ iat: NOW / 1000 + 31 })],
     ['exp_missing', async () => token({ exp: undefined })],
     ['expired', async () => token({ exp: NOW / 1000 - 30 })],
+    // A clock that is no number refuses rather than accepts.
+    ['iat_in_future', async () => token(), { nowMs: Number.NaN }],
     ['jti_missing', async () => token({ jti: undefined })],
     ['jti_missing', async () => token({ jti: '' })],
     ['events_invalid', async () => token({ events: undefined })],
