@@ -63,7 +63,7 @@ export interface IntrospectionClientOptions {
   readonly clientId: string;
   /** The secret itself (see {@link readClientSecret} for reading it from a file or the environment). */
   readonly clientSecret: string;
-  /** Longest wait for an answer, ms, a wait in the queue included. */
+  /** Longest wait for an answer, ms, a wait in the queue included (at least 100). */
   readonly timeoutMs: number;
   /** Longest time an active answer is reused, ms. */
   readonly cacheTtlMs: number;
@@ -104,6 +104,8 @@ export interface IntrospectionStats {
 /** Largest introspection answer read (RFC 7662 answers are a few hundred bytes). */
 const MAX_ANSWER_BYTES = 64 * 1024;
 const ACCESS_TOKEN_TYPES = new Set(['bearer', 'dpop']);
+/** Least time left (ms) for which a request to the endpoint is still started. */
+const MIN_REQUEST_MS = 50;
 
 interface Cached {
   readonly result: IntrospectionResult;
@@ -127,6 +129,7 @@ export class IntrospectionClient {
   constructor(options: IntrospectionClientOptions) {
     this.o = options;
     if (!(options.maxConcurrent >= 1)) throw new RangeError('maxConcurrent must be at least 1');
+    if (!(options.timeoutMs >= 2 * MIN_REQUEST_MS)) throw new RangeError(`timeoutMs must be at least ${2 * MIN_REQUEST_MS}`);
     this.maxQueue = options.maxQueue ?? options.maxConcurrent * 4;
     this.cache = new LRUCache({ max: options.cacheMax ?? 10_000 });
     // RFC 6749 §2.3.1: each of client_id and secret form-urlencoded (Appendix B), then Basic (RFC 7617).
@@ -165,10 +168,13 @@ export class IntrospectionClient {
 
   private async call(token: string): Promise<IntrospectionResult> {
     const started = performance.now();
-    if (!(await this.acquire())) return this.fail(failure('unavailable', this.closed.signal.aborted ? 'closed' : 'overloaded'));
+    const slot = await this.acquire();
+    // No slot: the queue was full (overloaded), the wait for one took the whole timeout, or closing.
+    if (slot !== true) return this.fail(failure('unavailable', slot));
     try {
       const left = Math.ceil(this.o.timeoutMs - (performance.now() - started));
-      if (left <= 0) return this.fail(failure('unavailable', 'timeout'));
+      // A request begun with almost no time left would only cost the IdP an answer nobody reads.
+      if (left < MIN_REQUEST_MS) return this.fail(failure('unavailable', 'timeout'));
       const signal = AbortSignal.any([AbortSignal.timeout(left), this.closed.signal]);
       let result: IntrospectionResult;
       try {
@@ -265,14 +271,14 @@ export class IntrospectionClient {
     return endpoint as string;
   }
 
-  private acquire(): Promise<boolean> {
-    if (this.closed.signal.aborted) return Promise.resolve(false);
+  private acquire(): Promise<true | 'overloaded' | 'timeout' | 'closed'> {
+    if (this.closed.signal.aborted) return Promise.resolve('closed');
     if (this.running < this.o.maxConcurrent) {
       this.running++;
       return Promise.resolve(true);
     }
-    if (this.waiting.length >= this.maxQueue) return Promise.resolve(false);
-    return new Promise<boolean>((resolve) => {
+    if (this.waiting.length >= this.maxQueue) return Promise.resolve('overloaded');
+    return new Promise((resolve) => {
       const wake = () => {
         clearTimeout(timer);
         resolve(true); // the slot is handed over by release(): running stays counted
@@ -280,7 +286,7 @@ export class IntrospectionClient {
       const timer = setTimeout(() => {
         const at = this.waiting.indexOf(wake);
         if (at >= 0) this.waiting.splice(at, 1);
-        resolve(false);
+        resolve('timeout');
       }, this.o.timeoutMs);
       this.waiting.push(wake);
     });

@@ -137,6 +137,19 @@ describe('concurrency', () => {
     expect(slowOp.introspectionPeak()).toBe(2);
   });
 
+  it('a call that waits its whole timeout for a slot is unavailable (timeout), and never asks the IdP', async () => {
+    const tokens = await Promise.all(Array.from({ length: 2 }, () => slowOp.login({ resource: OPAQUE_API })));
+    const { client } = harness({ endpoint: slowOp.introspectionEndpoint, maxConcurrent: 1, maxQueue: 4, timeoutMs: 300 }, slowOp);
+    const before = introspections(slowOp);
+    const results = await Promise.all(tokens.map((t) => client.introspect(t.accessToken)));
+    expect(results).toEqual([
+      { ok: false, reason: 'unavailable', detail: 'timeout' },
+      { ok: false, reason: 'unavailable', detail: 'timeout' },
+    ]);
+    expect(introspections(slowOp) - before).toBe(1);
+    expect(client.stats()).toMatchObject({ running: 0, queued: 0 });
+  });
+
   it('answers unavailable (overloaded) when the queue is full, without asking the IdP', async () => {
     const tokens = await Promise.all(Array.from({ length: 3 }, () => slowOp.login({ resource: OPAQUE_API })));
     const { client } = harness({ endpoint: slowOp.introspectionEndpoint, maxConcurrent: 1, maxQueue: 1, timeoutMs: 10_000 }, slowOp);
