@@ -283,7 +283,7 @@ export function accessTokenHash(accessToken: string): string {
 }
 
 export interface ProofVerifierOptions {
-  /** Imported proof keys kept (by algorithm and thumbprint); default 10,000. */
+  /** Imported proof keys kept (by thumbprint); default 10,000. */
   readonly keyCacheMax?: number;
 }
 
