@@ -290,7 +290,14 @@ export async function startTestOp(options: TestOpOptions = {}): Promise<TestOp> 
         );
         return;
       }
-      if (path === '/token/introspection' && options.introspectionDelayMs) await new Promise((r) => setTimeout(r, options.introspectionDelayMs));
+      if (path === '/token/introspection' && options.introspectionDelayMs) {
+        await new Promise((r) => setTimeout(r, options.introspectionDelayMs));
+        // The caller gave up meanwhile (its timeout): there is no body left to read, nor anyone to answer.
+        if (!req.readable) {
+          res.destroy();
+          return;
+        }
+      }
       callback(req, res);
     };
     work().catch((err: unknown) => {
