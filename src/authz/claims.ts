@@ -34,6 +34,20 @@ export interface Principal {
   readonly roles: readonly string[] | null;
   readonly scopes: readonly string[] | null;
   readonly groups: readonly string[] | null;
+  /**
+   * Claims of the token's lifecycle, each when present with the right type, else undefined:
+   * `sub` itself, as text like `subject` (revocations and logout tokens name it, whatever
+   * the subject path),
+   * `sid` (the OP session, OpenID Connect Back-Channel Logout 1.0 §2.4), `jti` and `iat`
+   * (RFC 7519 §4.1.7, §4.1.6; `iat` in seconds), `cnf.jkt` (RFC 9449 §6.1: the DPoP key the
+   * token is bound to) and `client_id` (RFC 9068 §2.2, RFC 7662 §2.2).
+   */
+  readonly sub: string | undefined;
+  readonly sid: string | undefined;
+  readonly jti: string | undefined;
+  readonly iat: number | undefined;
+  readonly cnfJkt: string | undefined;
+  readonly clientId: string | undefined;
 }
 
 /**
@@ -150,7 +164,19 @@ export function principalFrom(payload: Record<string, unknown>, issuer: Principa
     roles,
     scopes,
     groups,
+    sub: typeof payload['sub'] === 'number' && Number.isFinite(payload['sub']) ? String(payload['sub']) : stringOrUndefined(payload['sub']),
+    sid: stringOrUndefined(payload['sid']),
+    jti: stringOrUndefined(payload['jti']),
+    iat: typeof payload['iat'] === 'number' && Number.isFinite(payload['iat']) ? payload['iat'] : undefined,
+    cnfJkt: stringOrUndefined(claimAt(payload, CNF_JKT)),
+    clientId: stringOrUndefined(payload['client_id']),
   });
+}
+
+const CNF_JKT: ClaimPath = Object.freeze(['cnf', 'jkt']);
+
+function stringOrUndefined(v: unknown): string | undefined {
+  return typeof v === 'string' && v.length > 0 ? v : undefined;
 }
 
 /**

@@ -213,7 +213,7 @@ describe('the worker pool', () => {
 
 describe('the worker answers with the principal, never the payload', () => {
   it('a built worker task returns the principal the policy needs and nothing of the rest of the payload', async () => {
-    const token = await sign(rs, claims({ secret_note: 'not for the main thread', nested: { a: { b: [1, 2, 3] } } }));
+    const token = await sign(rs, claims({ jti: 'token-1', secret_note: 'not for the main thread', nested: { a: { b: [1, 2, 3] } } }));
     const c = config({ threads: 0 }).issuers[0]!;
     const result = await verifyTask({
       token,
@@ -242,6 +242,12 @@ describe('the worker answers with the principal, never the payload', () => {
         roles: ['orders.reader'],
         scopes: [],
         groups: ['ops'],
+        sub: 'alice',
+        sid: undefined,
+        jti: 'token-1',
+        iat: clock.sec(),
+        cnfJkt: undefined,
+        clientId: undefined,
       },
     });
     expect(JSON.stringify(result)).not.toContain('not for the main thread');

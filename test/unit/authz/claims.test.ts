@@ -102,10 +102,25 @@ describe('principalFrom', () => {
       roles: ['admin'],
       scopes: ['a', 'b'],
       groups: null,
+      sub: '7',
+      sid: undefined,
+      jti: undefined,
+      iat: undefined,
+      cnfJkt: undefined,
+      clientId: undefined,
     });
     expect(Object.isFrozen(p)).toBe(true);
     expect(Object.isFrozen(p.amr)).toBe(true);
     expect(Object.isFrozen(p.roles)).toBe(true);
+  });
+
+  it('carries the lifecycle claims: sub, sid, jti, iat, cnf.jkt and client_id, when of the right type', () => {
+    const p = accepted({ iss: 'x', sub: 'alice', exp: 10, sid: 's-1', jti: 'j-1', iat: 5, cnf: { jkt: 'thumb' }, client_id: 'app' });
+    expect(p).toMatchObject({ sub: 'alice', sid: 's-1', jti: 'j-1', iat: 5, cnfJkt: 'thumb', clientId: 'app' });
+    expect(accepted({ iss: 'x', sub: 7, exp: 10 }).sub).toBe('7');
+    const odd = accepted({ iss: 'x', sub: 'alice', exp: 10, sid: 3, jti: '', iat: '5', cnf: 'thumb', client_id: ['app'] });
+    expect([odd.sid, odd.jti, odd.iat, odd.cnfJkt, odd.clientId]).toEqual([undefined, undefined, undefined, undefined, undefined]);
+    expect(accepted({ iss: 'x', sub: 'alice', exp: 10, cnf: { 'x5t#S256': 'cert' } }).cnfJkt).toBeUndefined();
   });
 
   it('needs only the issuer name and claim paths (what a worker task carries)', () => {
