@@ -135,11 +135,22 @@ class BodyStream extends Readable {
 
   add(chunk: Buffer | null, isLast: boolean): void {
     if (this.destroyed) return;
+    if (isLast) {
+      // Never pause on the last chunk: nothing would resume it (a stream past its end is
+      // not read for more), and uWS, paused, would not write the answer either; the
+      // connection would sit until uWS's idle timeout closed it.
+      if (chunk !== null) this.push(chunk);
+      this.push(null);
+      if (this.paused) {
+        this.paused = false;
+        this.body.resumeClient();
+      }
+      return;
+    }
     if (chunk !== null && !this.push(chunk) && !this.paused) {
       this.paused = true;
       this.body.pauseClient();
     }
-    if (isLast) this.push(null);
   }
 
   override _read(): void {
