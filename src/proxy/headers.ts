@@ -211,13 +211,24 @@ function renderIdentity(n: IdentityHeaderNames, p: Principal): readonly string[]
 
 /** The lower-case names listed in a `Connection` header (RFC 9110 §7.6.1). */
 export function connectionTokens(value: string): ReadonlySet<string> {
-  const set = new Set<string>();
-  for (const t of value.split(',')) {
-    const name = t.trim().toLowerCase();
-    if (name) set.add(name);
+  let set = CONNECTION_MEMO.get(value);
+  if (set === undefined) {
+    const names = new Set<string>();
+    for (const t of value.split(',')) {
+      const name = t.trim().toLowerCase();
+      if (name) names.add(name);
+    }
+    set = names;
+    // Clients send the same few values (`keep-alive`, `close`) on nearly every request:
+    // parse each once. Bounded, as a client chooses what it sends.
+    if (CONNECTION_MEMO.size >= CONNECTION_MEMO_MAX) CONNECTION_MEMO.clear();
+    CONNECTION_MEMO.set(value, set);
   }
   return set;
 }
+
+const CONNECTION_MEMO = new Map<string, ReadonlySet<string>>();
+const CONNECTION_MEMO_MAX = 256;
 
 /** `%XX` for every byte value, upper-case hex (RFC 3986 §2.1). */
 const PCT: readonly string[] = Array.from({ length: 256 }, (_, b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`);
@@ -294,6 +305,11 @@ export function encodeIdentityList(items: readonly string[], sep: string): strin
 
 /** Response headers that never pass to the client: hop-by-hop, the framing and Date that uWS writes itself, and X-Request-Id (the gateway echoes its own). */
 const RESPONSE_SKIP: ReadonlySet<string> = new Set([...HOP_BY_HOP, 'content-length', 'date', 'x-request-id']);
+
+/** True when an upstream response header must not reach the client (`tokens`: the names its Connection lists). */
+export function isResponseHeaderSkipped(name: string, tokens: ReadonlySet<string> | null): boolean {
+  return RESPONSE_SKIP.has(name) || (tokens !== null && tokens.has(name));
+}
 
 /** Calls `write(name, value)` for each upstream response header the client may see. */
 export function forEachResponseHeader(

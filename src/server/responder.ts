@@ -3,7 +3,7 @@ import type { HttpResponse } from 'uWebSockets.js';
 import { REASONS, STATUS_LINE } from '../reasons.js';
 import type { Answer } from '../pipeline/answer.js';
 import type { RequestContext } from '../pipeline/context.js';
-import { forEachResponseHeader } from '../proxy/headers.js';
+import { connectionTokens, isResponseHeaderSkipped } from '../proxy/headers.js';
 import { fail } from '../pipeline/boundary.js';
 
 /**
@@ -30,9 +30,12 @@ export class Responder {
 
   private ctx: RequestContext | null = null;
   // The upstream's head, held until the first chunk (see the class comment).
-  private headStatus = 0;
-  private headMessage: string | undefined = undefined;
-  private headHeaders: Record<string, string | string[] | undefined> | null = null;
+  /** @internal read by the module-level cork callbacks below */
+  headStatus = 0;
+  /** @internal */
+  headMessage: string | undefined = undefined;
+  /** @internal */
+  headHeaders: Record<string, string | string[] | undefined> | null = null;
   private headQueued = false;
   /** Known response length, -1 = unknown (chunked). */
   private total = -1;
@@ -146,24 +149,63 @@ export class Responder {
     this.headHeaders = headers;
     if (!this.headQueued) {
       this.headQueued = true;
-      queueMicrotask(() => this.flushHead());
+      queueHead(this);
     }
     return false;
   }
 
-  /** The head of an answer whose body has not come yet, on its own. */
+  /** flushHead inside the request's boundary (it runs from a shared microtask). */
+  flushHeadGuarded(): void {
+    try {
+      this.flushHead();
+    } catch (err) {
+      if (this.ctx !== null) fail(this.ctx, err);
+    }
+  }
+
+  /** The head of an answer whose body has not come yet, on its own (see queueHead). */
   private flushHead(): void {
     this.headQueued = false;
     if (this.headHeaders === null || this.done) return;
-    this.res.cork(() => this.writeHead(this.headStatus, this.headMessage, this.headHeaders!));
+    CORKED = this;
+    this.res.cork(corkedHead);
   }
 
-  private writeHead(status: number, message: string | undefined, headers: Record<string, string | string[] | undefined>): void {
+  writeHead(status: number, message: string | undefined, headers: Record<string, string | string[] | undefined>): void {
     this.headHeaders = null;
     const res = this.res;
     res.writeStatus(statusLine(status, message));
-    forEachResponseHeader(headers, (name, value) => res.writeHeader(name, value));
+    const conn = headers['connection'];
+    const tokens = conn === undefined ? null : connectionTokens(Array.isArray(conn) ? conn.join(',') : conn);
+    for (const name in headers) {
+      if (isResponseHeaderSkipped(name, tokens)) continue;
+      const v = headers[name];
+      if (v === undefined) continue;
+      if (typeof v === 'string') res.writeHeader(name, v);
+      else for (let i = 0; i < v.length; i++) res.writeHeader(name, v[i]!);
+    }
     res.writeHeader('x-request-id', this.ctx!.requestId);
+  }
+
+  /** Inside the cork of `chunk`: the held head, then the data. Sets CHUNK_OK. */
+  writeChunkCorked(data: Buffer): void {
+    const res = this.res;
+    if (this.headHeaders !== null) this.writeHead(this.headStatus, this.headMessage, this.headHeaders);
+    if (this.total >= 0) {
+      const offset = res.getWriteOffset();
+      const [sent, finished] = res.tryEnd(data, this.total);
+      if (finished) {
+        this.finish();
+      } else if (!sent) {
+        // uWS keeps none of what it could not send: keep it and retry from onWritable.
+        this.pending = data;
+        this.pendingOffset = offset;
+        CHUNK_OK = false;
+      }
+    } else if (!res.write(data)) {
+      // write() buffered what it could not send; false means "stop producing".
+      CHUNK_OK = false;
+    }
   }
 
   /**
@@ -172,26 +214,12 @@ export class Responder {
    */
   chunk(data: Buffer): boolean {
     if (this.done) return true;
-    const res = this.res;
-    let ok = true;
-    res.cork(() => {
-      if (this.headHeaders !== null) this.writeHead(this.headStatus, this.headMessage, this.headHeaders);
-      if (this.total >= 0) {
-        const offset = res.getWriteOffset();
-        const [sent, finished] = res.tryEnd(data, this.total);
-        if (finished) {
-          this.finish();
-        } else if (!sent) {
-          // uWS keeps none of what it could not send: keep it and retry from onWritable.
-          this.pending = data;
-          this.pendingOffset = offset;
-          ok = false;
-        }
-      } else if (!res.write(data)) {
-        // write() buffered what it could not send; false means "stop producing".
-        ok = false;
-      }
-    });
+    CORKED = this;
+    CHUNK_DATA = data;
+    CHUNK_OK = true;
+    this.res.cork(corkedChunk);
+    CHUNK_DATA = null;
+    const ok = CHUNK_OK;
     if (!ok) this.registerWritable();
     return ok;
   }
@@ -267,4 +295,36 @@ function statusLine(status: number, message: string | undefined): string {
     if (statusLines.size < 1000) statusLines.set(status, line);
   }
   return line;
+}
+
+// res.cork takes a callback it runs at once: module-level callbacks reading these cost
+// no closure per write (the responder being written is CORKED).
+let CORKED: Responder | null = null;
+let CHUNK_DATA: Buffer | null = null;
+let CHUNK_OK = true;
+
+function corkedChunk(): void {
+  CORKED!.writeChunkCorked(CHUNK_DATA!);
+}
+
+function corkedHead(): void {
+  const r = CORKED!;
+  r.writeHead(r.headStatus, r.headMessage, r.headHeaders!);
+}
+
+/**
+ * Heads waiting for their first body chunk. undici delivers the head and the first chunk
+ * of a small answer in the same turn of the event loop, so the chunk usually writes
+ * both; whatever is still waiting when that turn's microtasks run is written on its own
+ * then. One microtask for all of them, not one closure per answer.
+ */
+const HEADS: Responder[] = [];
+
+function queueHead(r: Responder): void {
+  if (HEADS.push(r) === 1) queueMicrotask(flushHeads);
+}
+
+function flushHeads(): void {
+  for (let i = 0; i < HEADS.length; i++) HEADS[i]!.flushHeadGuarded();
+  HEADS.length = 0;
 }
