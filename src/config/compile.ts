@@ -78,6 +78,7 @@ export function compileParsed(raw: RawConfig, baseDir: string, warnings: readonl
       forwarded: raw.server.forwardedHeader,
     },
     ...compileObserve(raw, baseDir),
+    log: { level: raw.log.level },
     baseDir,
     warnings,
   });

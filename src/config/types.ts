@@ -1,5 +1,6 @@
 import type { CompiledAudit, CompiledRateLimit } from './observe-schema.js';
 import type { HeaderRules } from '../proxy/headers.js';
+import type { LogLevel } from './schema.js';
 
 /**
  * The compiled, frozen runtime table the hot path reads (STYLE.md "Validate once,
@@ -135,6 +136,8 @@ export interface CompiledConfig {
   readonly headers: HeaderRules;
   readonly audit: CompiledAudit;
   readonly rateLimit: CompiledRateLimit;
+  /** The operational log's level (`log.level`, else MFA_GATEWAY_LOG_LEVEL, else info; `--log-level` wins over it). */
+  readonly log: { readonly level: LogLevel };
   /** Directory of the config file; relative file paths in it were resolved against it. */
   readonly baseDir: string;
   /** Settings that are valid but will not do what they seem to (`check` prints them; `start` logs them). */
