@@ -95,7 +95,8 @@ export async function startGateway(config: CompiledConfig, options: GatewayOptio
     inFlight--;
     const entry = auditEntry(ex);
     audit.record(entry);
-    metrics.request(ex.route, entry.status, entry.reason, entry.total_ms / 1000);
+    metrics.request(ex.route, entry.status, entry.reason, entry.total_ms / 1000, entry.decision);
+    if (entry.decision === 'deny' && logger.isLevelEnabled('debug')) logger.debug({ request_id: entry.request_id, route: entry.route, reason: entry.reason, status: entry.status }, 'request refused');
     if (ex.upstreamMs !== null && ex.upstream !== null) metrics.upstream(ex.upstream, ex.upstreamMs / 1000);
     if (inFlight === 0 && drained) drained();
   };
