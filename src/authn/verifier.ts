@@ -19,7 +19,7 @@ import { GatewayError } from '../errors.js';
 import { jwsForm } from './extract.js';
 import { tokenFailure } from './failures.js';
 import { decodeJsonSegment } from './jws.js';
-import { KEY_MISMATCH, KeyStore, NO_KEYS, UNKNOWN_KID, type StoredKey } from './jwks.js';
+import { KEY_MISMATCH, KeyStore, NO_KEYS, UNKNOWN_KID, type SetTimer, type StoredKey } from './jwks.js';
 import type { TokenFailure, TokenFailureReason, TokenSuccess, Verifier, VerifierReadiness, VerifierStats, VerifyResult } from './types.js';
 import { PROBE_ANSWER, verifyToken, type ProbeTask, type VerifyTask, type VerifyTaskResult } from './worker/verify.js';
 
@@ -28,7 +28,12 @@ export interface VerifierOptions {
   now?: () => number;
   /** Fetcher for discovery documents and key sets. */
   fetch?: typeof globalThis.fetch;
-  log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /** Method syntax, so a logger without `debug` still fits (KeyStoreOptions.log says why). */
+  log?(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void;
+  /** Schedules the key sets' background refreshes (default: real, unref'd timers); tests drive it. */
+  setTimer?: SetTimer;
+  /** 0 ≤ x < 1 for the refresh jitter (default Math.random). */
+  random?: () => number;
   /**
    * The worker module Piscina loads (default: `./worker/verify.js` beside this file,
    * i.e. dist/authn/worker/verify.js). Tests point it at a wrapper that can crash.
@@ -116,6 +121,10 @@ export function tokenIndex(token: string): string {
   return token.length > INDEX_CHARS ? token.slice(token.length - INDEX_CHARS) : token;
 }
 
+/** How often the cache eviction summary may be logged (at debug level). */
+const EVICTION_LOG_MS = 10_000;
+const emptyEvictions = (): Record<LRUCache.DisposeReason, number> => ({ evict: 0, set: 0, delete: 0, expire: 0, fetch: 0 });
+
 /** A cache slot: the whole token it belongs to, and what was learned about it. */
 interface Slot<T> {
   readonly token: string;
@@ -161,6 +170,9 @@ class TokenVerifier implements Verifier {
   /** When the latest task that timed out had been submitted; -Infinity: none has. */
   private lastTimedOutStart = Number.NEGATIVE_INFINITY;
   private probing = false;
+  /** Entries that left each cache since the last summary, by lru-cache's reason. */
+  private readonly evicted = { positive: emptyEvictions(), negative: emptyEvictions() };
+  private readonly evictionLog: NodeJS.Timeout;
 
   constructor(config: CompiledConfig, options: VerifierOptions) {
     this.cfg = config.verifier;
@@ -177,6 +189,8 @@ class TokenVerifier implements Verifier {
         timeoutMs: this.cfg.jwksTimeoutMs,
         signal: this.abort.signal,
         ...(options.onKeyFetch ? { onFetch: options.onKeyFetch } : {}),
+        ...(options.setTimer ? { setTimer: options.setTimer } : {}),
+        ...(options.random ? { random: options.random } : {}),
       });
       this.byIss.set(issuer.issuer, { issuer, store });
     }
@@ -184,14 +198,18 @@ class TokenVerifier implements Verifier {
     // against the injected clock; the negative cache uses lru-cache's TTL, with the
     // injected clock as its `perf` and ttlResolution 0 so it asks on every read instead
     // of memoizing a timestamp behind a real timer.
-    this.positive = new LRUCache<string, Slot<CachedSuccess>>({ max: this.cfg.cacheMax });
+    // dispose counts why entries leave (full, expired, deleted), for the debug summary below.
+    this.positive = new LRUCache<string, Slot<CachedSuccess>>({ max: this.cfg.cacheMax, dispose: (_v, _k, why) => this.evicted.positive[why]++ });
     this.negative = new LRUCache<string, Slot<TokenFailure>>({
       max: this.cfg.negativeMax,
       ttl: this.cfg.negativeTtlMs,
       ttlResolution: 0,
       ttlAutopurge: false,
       perf: { now: this.now },
+      dispose: (_v, _k, why) => this.evicted.negative[why]++,
     });
+    this.evictionLog = setInterval(() => this.logEvictions(), EVICTION_LOG_MS);
+    this.evictionLog.unref();
     if (this.cfg.threads > 0) {
       const file = options.workerFile ?? new URL('./worker/verify.js', import.meta.url);
       // Fail at start rather than with a pool that respawns a worker that cannot load.
@@ -329,9 +347,24 @@ class TokenVerifier implements Verifier {
     });
   }
 
+  /**
+   * One debug line per cache that lost entries since the last one: how many, and why
+   * (`evict`: the cache was full; `expire`: negative TTL; `delete`: past exp or maxTtl).
+   * Replacements of an entry by a newer one (`set`) are not evictions.
+   */
+  private logEvictions(): void {
+    for (const cache of ['positive', 'negative'] as const) {
+      const { evict, expire, delete: deleted } = this.evicted[cache];
+      if (evict + expire + deleted > 0) this.log('debug', 'token cache evictions', { cache, evicted: { evict, expire, delete: deleted } });
+      this.evicted[cache] = emptyEvictions();
+    }
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.evictionLog);
+    this.logEvictions();
     this.abort.abort();
     await this.pool?.destroy();
     this.positive.clear();
