@@ -163,6 +163,15 @@ class CellFamily<C extends CounterCell | HistogramCell> {
   }
 }
 
+/**
+ * `mfa_gateway_ready`: 1 while /readyz would answer 200, else 0, for alerting on an
+ * instance that stays not ready (deploy/prometheus-rules.yaml). The admin listener
+ * appends it to the exposition, since it alone holds the readiness check.
+ */
+export function readinessExposition(ready: boolean): string {
+  return `# HELP ${PREFIX}ready 1 while /readyz answers 200 (listening, every issuer's keys loaded, the verifier completing tasks), else 0.\n# TYPE ${PREFIX}ready gauge\n${PREFIX}ready ${ready ? 1 : 0}\n`;
+}
+
 /** Config-name label values (route, upstream, issuer): at most MAX_LABEL_VALUES distinct, then `other`. */
 class NameLabels {
   private readonly seen = new Set<string>();

@@ -1,4 +1,5 @@
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import { readinessExposition } from '../observe/metrics.js';
 
 /** What the admin listener serves; filled by the gateway (and metrics by src/observe). */
 export interface AdminSources {
@@ -61,7 +62,7 @@ export function mountAdmin(app: TemplatedApp, sources: AdminSources): TemplatedA
     });
     sources.metrics().then(
       (m) => {
-        if (!aborted) send(res, '200 OK', m.contentType, m.body);
+        if (!aborted) send(res, '200 OK', m.contentType, `${m.body.endsWith('\n') ? m.body : `${m.body}\n`}${readinessExposition(sources.ready().ready)}`);
       },
       () => {
         if (!aborted) send(res, '500 Internal Server Error', 'text/plain', 'metrics failed\n');

@@ -726,6 +726,29 @@ describe('floods', () => {
   });
 });
 
+describe('debug lines', () => {
+  it('summarizes cache evictions (how many, why) at debug level, at most every 10 s and at close', async () => {
+    const h = await harness({}, { cache: { max: 2, negativeTtl: '1s' } });
+    for (let i = 0; i < 5; i++) expect((await h.v.verify(await sign(rs, h.claims({ sub: `user-${i}` })))).ok).toBe(true);
+    const forged = await sign(attacker, h.claims(), { header: { kid: 'rs-1' } });
+    expectFailure(await h.v.verify(forged), 'bad_signature');
+    h.clock.advance(1001);
+    expect(h.v.lookup(forged)).toBeUndefined(); // its negative entry expired
+    expect(h.logs.filter((l) => l.msg === 'token cache evictions')).toEqual([]);
+    await h.v.close();
+    const lines = h.logs.filter((l) => l.msg === 'token cache evictions');
+    expect(lines).toEqual([
+      { level: 'debug', msg: 'token cache evictions', fields: { cache: 'positive', evicted: { evict: 3, expire: 0, delete: 0 } } },
+      { level: 'debug', msg: 'token cache evictions', fields: { cache: 'negative', evicted: { evict: 0, expire: 1, delete: 0 } } },
+    ]);
+  });
+
+  it('logs each key-set fetch: url, status, keys', async () => {
+    const h = await harness();
+    expect(h.logs).toContainEqual({ level: 'debug', msg: 'key set fetched', fields: { issuer: 'corp', url: idp.jwksUri, status: 200, keys: 4, refreshInMs: 3_600_000 } });
+  });
+});
+
 describe('single flight of key-set fetches', () => {
   it('concurrent unknown kids share one fetch even with no cooldown; sequential ones each fetch', async () => {
     const server = await startIdp([rs.jwk], '/single-flight');
