@@ -46,6 +46,13 @@ async function readyz(): Promise<{ status: number; body: Record<string, unknown>
   return { status: res.statusCode, body: (await res.body.json()) as Record<string, unknown> };
 }
 
+async function metric(name: string): Promise<number | undefined> {
+  const res = await request(`${gw.adminUrl}/metrics`);
+  const text = await res.body.text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? undefined : Number(line.slice(name.length + 1));
+}
+
 describe('an IdP that is down at start, then comes back', () => {
   it('/readyz is 503 with the cause, then 200 on its own once the IdP answers', async () => {
     const refused = `${issuer()}/certs: connection refused (ECONNREFUSED 127.0.0.1:${port})`;
@@ -59,6 +66,7 @@ describe('an IdP that is down at start, then comes back', () => {
       verifier: { ok: true },
     });
     expect(gw.logLines()).toContainEqual(expect.objectContaining({ level: 'error', msg: 'key set fetch failed', issuer: 'corp', cause: 'connection_refused' }));
+    expect(await metric('mfa_gateway_ready')).toBe(0);
 
     idp = await startIdp([key.jwk], '/realms/test', { port });
     let now = down;
@@ -70,6 +78,7 @@ describe('an IdP that is down at start, then comes back', () => {
     expect(now.body).toMatchObject({ status: 'ready', issuers: { corp: { ok: true, state: 'ready' } } });
     expect((now.body['issuers'] as Record<string, Record<string, unknown>>)['corp']).not.toHaveProperty('error');
     expect(now.body).not.toHaveProperty('reasons');
+    expect(await metric('mfa_gateway_ready')).toBe(1);
     // One fetch brought it back (the next is due on the key set's cache lifetime), and no
     // request reached the public port: the refresh happened without traffic.
     expect(idp.jwksHits()).toBe(1);
