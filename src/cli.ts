@@ -156,7 +156,30 @@ async function main(argv: string[]): Promise<void> {
   for (const w of config.warnings) logger.warn({ config: file, path: w.path, problem: w.message }, 'config warning');
   logger.info({ version: version(), node: process.versions.node, config: file, pid: process.pid }, 'starting');
   const { startGateway } = await import('./gateway.js');
-  let gateway;
+  // Signal handlers first: a signal that arrives while the gateway starts must not meet
+  // Node's default action (SIGHUP and SIGTERM would end the process on the spot).
+  let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
+  let stopping: string | null = null;
+  const drain = (g: NonNullable<typeof gateway>) =>
+    g.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.fatal({ err: (err as Error).message }, 'shutdown failed');
+        logger.flush();
+        fail(`shutdown failed: ${(err as Error).message}`);
+      },
+    );
+  const stop = (signal: string) => {
+    if (stopping !== null) return;
+    stopping = signal;
+    logger.info({ signal, inFlight: gateway?.inFlight() ?? 0 }, 'stopping');
+    if (gateway) void drain(gateway); // else: as soon as start-up ends, below
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  // `systemctl reload` (deploy/mfa-gateway.service) sends SIGHUP, which must not stop a
+  // gateway that cannot reload yet.
+  process.on('SIGHUP', () => logger.warn({ signal: 'SIGHUP' }, 'reload is not available in this version; the running config stays'));
   try {
     gateway = await startGateway(config, { logger });
   } catch (err) {
@@ -165,25 +188,7 @@ async function main(argv: string[]): Promise<void> {
     logger.flush();
     fail(message);
   }
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal, inFlight: gateway.inFlight() }, 'stopping');
-    gateway.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.fatal({ err: (err as Error).message }, 'shutdown failed');
-        logger.flush();
-        fail(`shutdown failed: ${(err as Error).message}`);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  // SIGHUP ends a process by default; `systemctl reload` (deploy/mfa-gateway.service) sends
-  // it, and must not stop a gateway that cannot reload yet.
-  process.on('SIGHUP', () => logger.warn({ signal: 'SIGHUP' }, 'reload is not available in this version; the running config stays'));
+  if (stopping !== null) void drain(gateway);
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => fail((err as Error)?.message ?? String(err)));
