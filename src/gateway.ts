@@ -68,7 +68,7 @@ function listen(app: import('uWebSockets.js').TemplatedApp, host: string, port: 
  */
 export async function startGateway(config: GatewayState, options: GatewayOptions = {}): Promise<GatewayHandle> {
   const uws = loadUws();
-  const logger = options.logger ?? createLogger();
+  const logger = options.logger ?? createLogger({ level: config.log.level });
   const metrics = options.metrics ?? createMetrics();
   const runtime = options.runtime ?? SYSTEM_RUNTIME;
   const verifier: Verifier | null =
@@ -109,7 +109,7 @@ export async function startGateway(config: GatewayState, options: GatewayOptions
     draining: false,
     finished(ctx) {
       inFlight--;
-      recordRequest(ctx, audit, metrics, (c) => reportInternal(c, new Error('a request finished without a reason')));
+      recordRequest(ctx, audit, metrics, logger, (c) => reportInternal(c, new Error('a request finished without a reason')));
       if (inFlight === 0 && drained) drained();
     },
     internalError: reportInternal,

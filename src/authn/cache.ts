@@ -75,9 +75,14 @@ export interface TokenCacheLimits {
   readonly negativeTtlMs: number;
 }
 
+/** Why entries left a cache since the last summary, by lru-cache's reason. */
+export type Evictions = Record<LRUCache.DisposeReason, number>;
+const noEvictions = (): Evictions => ({ evict: 0, set: 0, delete: 0, expire: 0, fetch: 0 });
+
 export class TokenCache {
   private readonly positive: LRUCache<string, Slot<CachedSuccess>>;
   private readonly negative: LRUCache<string, Slot<TokenFailure>>;
+  private evicted = { positive: noEvictions(), negative: noEvictions() };
 
   constructor(
     private readonly limits: TokenCacheLimits,
@@ -87,13 +92,15 @@ export class TokenCache {
     // against the injected clock; the negative cache uses lru-cache's TTL, with the
     // injected clock as its `perf` and ttlResolution 0 so it asks on every read instead
     // of memoizing a timestamp behind a real timer.
-    this.positive = new LRUCache<string, Slot<CachedSuccess>>({ max: limits.max });
+    // dispose counts why entries leave (full, expired, deleted), for the debug summary.
+    this.positive = new LRUCache<string, Slot<CachedSuccess>>({ max: limits.max, dispose: (_v, _k, why) => this.evicted.positive[why]++ });
     this.negative = new LRUCache<string, Slot<TokenFailure>>({
       max: limits.negativeMax,
       ttl: limits.negativeTtlMs,
       ttlResolution: 0,
       ttlAutopurge: false,
       perf: { now },
+      dispose: (_v, _k, why) => this.evicted.negative[why]++,
     });
   }
 
@@ -149,6 +156,16 @@ export class TokenCache {
   /** Remembers an `unknown_kid` failure for `ttlMs` only (until a refetch could make the kid known). */
   rememberFor(token: string, failure: TokenFailure, ttlMs: number): void {
     if (ttlMs >= 1) this.negative.set(tokenIndex(token), { token, value: failure }, { ttl: ttlMs });
+  }
+
+  /**
+   * Entries that left each cache since the last call (`evict`: the cache was full;
+   * `expire`: negative TTL; `delete`: past exp or maxTtl; `set`: replaced by a newer one).
+   */
+  takeEvictions(): { positive: Evictions; negative: Evictions } {
+    const e = this.evicted;
+    this.evicted = { positive: noEvictions(), negative: noEvictions() };
+    return e;
   }
 
   get size(): number {

@@ -1,4 +1,5 @@
 import type { Principal } from '../authz/claims.js';
+import type { KeyStatus } from './jwks.js';
 
 /** Reasons a token is refused: the `token` rows of the vocabulary (src/reasons.ts). */
 export type { TokenFailureReason } from '../reasons.js';
@@ -52,7 +53,8 @@ export interface Verifier {
 
 export interface VerifierReadiness {
   ready: boolean;
-  issuers: Record<string, { ok: boolean; error?: string; fetchedAt?: number }>;
+  /** Each issuer's key set: its state, and the real cause of its last failure (src/authn/jwks.ts). */
+  issuers: Record<string, KeyStatus>;
   pool: { ok: boolean; error?: string };
 }
 

@@ -19,7 +19,7 @@ import { jwsForm } from './extract.js';
 import { TokenCache } from './cache.js';
 import { tokenFailure } from './failures.js';
 import { decodeJsonSegment } from './jws.js';
-import { KEY_MISMATCH, KeyStore, NO_KEYS, UNKNOWN_KID, type StoredKey } from './jwks.js';
+import { KEY_MISMATCH, KeyStore, NO_KEYS, UNKNOWN_KID, type SetTimer, type StoredKey } from './jwks.js';
 import type { TokenFailure, Verifier, VerifierReadiness, VerifierStats, VerifyResult } from './types.js';
 import { PROBE_ANSWER, verifyToken, type ProbeTask, type VerifyTask, type VerifyTaskResult } from './worker/verify.js';
 
@@ -28,7 +28,12 @@ export interface VerifierOptions {
   now?: () => number;
   /** Fetcher for discovery documents and key sets. */
   fetch?: typeof globalThis.fetch;
-  log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /** Method syntax, so a logger without `debug` still fits (KeyStoreOptions.log says why). */
+  log?(level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void;
+  /** Schedules the key sets' background refreshes (default: real, unref'd timers); tests drive it. */
+  setTimer?: SetTimer;
+  /** 0 ≤ x < 1 for the refresh jitter (default Math.random). */
+  random?: () => number;
   /**
    * The worker module Piscina loads (default: `./worker/verify.js` beside this file,
    * i.e. dist/authn/worker/verify.js). Tests point it at a wrapper that can crash.
@@ -53,6 +58,8 @@ interface IssuerRuntime {
 
 const MALFORMED = tokenFailure('malformed');
 const TOO_LARGE = tokenFailure('too_large');
+/** How often the cache eviction summary may be logged (at debug level). */
+const EVICTION_LOG_MS = 10_000;
 const UNKNOWN_ISSUER = tokenFailure('unknown_issuer');
 const ALG_NOT_ALLOWED = tokenFailure('alg_not_allowed');
 const UNKNOWN_KID_FAILURE = tokenFailure('unknown_kid');
@@ -97,6 +104,8 @@ class TokenVerifier implements Verifier {
   /** When the latest task that timed out had been submitted; -Infinity: none has. */
   private lastTimedOutStart = Number.NEGATIVE_INFINITY;
   private probing = false;
+  /** Entries that left each cache since the last summary, by lru-cache's reason. */
+  private readonly evictionLog: NodeJS.Timeout;
 
   constructor(config: CompiledConfig, options: VerifierOptions) {
     this.cfg = config.verifier;
@@ -113,6 +122,8 @@ class TokenVerifier implements Verifier {
         timeoutMs: this.cfg.jwksTimeoutMs,
         signal: this.abort.signal,
         ...(options.onKeyFetch ? { onFetch: options.onKeyFetch } : {}),
+        ...(options.setTimer ? { setTimer: options.setTimer } : {}),
+        ...(options.random ? { random: options.random } : {}),
       });
       this.byIss.set(issuer.issuer, { issuer, store });
     }
@@ -120,6 +131,8 @@ class TokenVerifier implements Verifier {
       { max: this.cfg.cacheMax, maxTtlMs: this.cfg.cacheMaxTtlMs, negativeMax: this.cfg.negativeMax, negativeTtlMs: this.cfg.negativeTtlMs },
       this.now,
     );
+    this.evictionLog = setInterval(() => this.logEvictions(), EVICTION_LOG_MS);
+    this.evictionLog.unref();
     if (this.cfg.threads > 0) {
       const file = options.workerFile ?? new URL('./worker/verify.js', import.meta.url);
       // Fail at start rather than with a pool that respawns a worker that cannot load.
@@ -237,9 +250,25 @@ class TokenVerifier implements Verifier {
     });
   }
 
+  /**
+   * One debug line per cache that lost entries since the last one: how many, and why
+   * (`evict`: the cache was full; `expire`: negative TTL; `delete`: past exp or maxTtl).
+   * Replacements of an entry by a newer one (`set`) are not evictions.
+   */
+  private logEvictions(): void {
+    const counts = this.cache.takeEvictions();
+    for (const cache of ['positive', 'negative'] as const) {
+      const { evict, expire, delete: deleted } = counts[cache];
+      if (evict + expire + deleted > 0) this.log('debug', 'token cache evictions', { cache, evicted: { evict, expire, delete: deleted } });
+    }
+  }
+
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.evictionLog);
+    this.logEvictions();
     this.abort.abort();
     await this.pool?.destroy();
     this.cache.clear();

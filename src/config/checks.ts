@@ -119,7 +119,8 @@ export function crossChecks(data: unknown, baseDir: string): ConfigProblem[] {
   });
   const headers = obj(root['headers']);
   arr(headers['keep']).forEach((n, i) => {
-    if (typeof n === 'string' && !KEEPABLE.has(n.toLowerCase())) {
+    // Names that are no header name at all are the schema's to report.
+    if (typeof n === 'string' && TOKEN.test(n) && !KEEPABLE.has(n.toLowerCase())) {
       problems.push({
         path: `headers.keep[${i}]`,
         message: `${n} cannot be kept; only these can: ${[...KEEPABLE].join(', ')} (hop-by-hop, identity and gateway-set headers never pass)`,
@@ -161,12 +162,12 @@ function identityHeaderChecks(raw: Record<string, unknown>): ConfigProblem[] {
     const at = `identityHeaders.${key}`;
     const name = raw[key] === undefined ? fallback : str(raw[key]);
     if (name === undefined || name === '') continue; // the schema reports it
-    if (name.includes('_')) {
+    if (!TOKEN.test(name)) problems.push({ path: at, message: "must be a header name: an RFC 9110 §5.1 token (letters, digits and ! # $ % & ' * + - . ^ ` | ~)" });
+    else if (name.includes('_')) {
       const example = name.replaceAll('_', '-').split('-').map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join('-');
       problems.push({ path: at, message: `must not contain "_" (CGI, PHP and Django read ${name} and ${example} as the same variable)` });
     }
-    if (!TOKEN.test(name)) problems.push({ path: at, message: "must be a header name: an RFC 9110 §5.1 token (letters, digits and ! # $ % & ' * + - . ^ ` | ~)" });
-    else if (RESERVED_NAMES.has(name.toLowerCase())) {
+    if (TOKEN.test(name) && RESERVED_NAMES.has(name.toLowerCase())) {
       problems.push({ path: at, message: `${name} is a header the gateway or HTTP itself controls; choose another name (e.g. x-auth-${key.toLowerCase()})` });
     }
     const lower = name.toLowerCase();

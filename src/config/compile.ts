@@ -132,6 +132,7 @@ function compileSettings(raw: RawConfig, baseDir: string, warnings: readonly Con
       forwarded: raw.server.forwardedHeader,
     },
     ...compileObserve(raw, baseDir),
+    log: { level: raw.log.level },
     baseDir,
     warnings,
   };

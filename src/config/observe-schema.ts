@@ -1,6 +1,6 @@
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import { duration, parseDuration } from './duration.js';
+import { duration, durationSchema, parseDuration } from './duration.js';
 
 /**
  * Config keys of the observe stage: the audit log (`audit:`), rate limits
@@ -12,11 +12,7 @@ import { duration, parseDuration } from './duration.js';
  * and an import back would be a module cycle (a ReferenceError at start-up).
  */
 /** Rate-limit windows and blocks are answered in whole seconds (Retry-After, RFC 9110 §10.2.3). */
-const seconds = z.string().superRefine((s, ctx) => {
-  const ms = parseDuration(s);
-  if (ms === undefined) ctx.addIssue({ code: 'custom', message: 'must be a duration such as 500ms, 30s, 15m, 1h' });
-  else if (ms < 1000) ctx.addIssue({ code: 'custom', message: 'must be at least 1s' });
-});
+const seconds = durationSchema('1s');
 
 export const auditSchema = z.strictObject({
   /** false: no audit lines at all. */

@@ -1,29 +1,34 @@
 import { z } from 'zod';
-import { duration, parseDuration } from './duration.js';
+import { duration, durationSchema } from './duration.js';
 import { auditSchema, rateLimitSchema, routeRateLimitSchema } from './observe-schema.js';
+import { describedAs } from './problems.js';
 import { normalizePath } from '../routes/normalize.js';
 
 /**
- * The config file's schema (every key documented in config/gateway.example.yaml). Every object is strict: an
+ * The config file's schema (README, "Put it in front of your API";
+ * config/gateway.example.yaml documents every key). Every object is strict: an
  * unknown key is an error, never silently ignored, because a misspelt security key
- * (`roels:`) must not turn into "no requirement".
+ * (`roels:`) must not turn into "no requirement". Messages are worded in problems.ts
+ * (configErrorMap); `describedAs` names the form of keys whose type alone says too little.
  */
-
 
 const host = z.string().min(1, 'must not be empty');
 const port = z.number().int().min(0).max(65535);
 const nonEmptyString = z.string().min(1, 'must not be empty');
 const stringList = z.array(nonEmptyString);
-const httpUrl = z.string().refine(
-  (s) => {
-    try {
-      const u = new URL(s);
-      return u.protocol === 'http:' || u.protocol === 'https:';
-    } catch {
-      return false;
-    }
-  },
-  { message: 'must be an http:// or https:// URL' },
+const httpUrl = describedAs(
+  z.string().refine(
+    (s) => {
+      try {
+        const u = new URL(s);
+        return u.protocol === 'http:' || u.protocol === 'https:';
+      } catch {
+        return false;
+      }
+    },
+    { message: 'must be an http:// or https:// URL' },
+  ),
+  { form: 'an http:// or https:// URL' },
 );
 
 const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;
@@ -46,10 +51,9 @@ export const adminSchema = z.strictObject({
 
 export const serverSchema = z.strictObject({
   /** `realm` of every Bearer challenge (RFC 6750 §3). */
-  realm: z
-    .string()
-    .regex(/^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}$/, 'must be 1-64 printable ASCII characters without " or \\')
-    .default('mfa-gateway'),
+  realm: describedAs(z.string().regex(/^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}$/, 'must be 1-64 printable ASCII characters without " or \\'), {
+    form: '1-64 printable ASCII characters without " or \\',
+  }).default('mfa-gateway'),
   /** How long SIGTERM waits for in-flight requests before closing what is left. */
   drainTimeout: duration.default('10s'),
   /** Largest request body the gateway streams upstream (bytes); larger → 413. 0 = no limit. */
@@ -81,7 +85,9 @@ export const serverSchema = z.strictObject({
 });
 
 /** Request header names (RFC 9110 §5.1 token), compared in lower case. */
-const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be a header name (RFC 9110 §5.1 token characters)');
+const headerName = describedAs(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be a header name (RFC 9110 §5.1 token characters)'), {
+  form: 'a header name (RFC 9110 §5.1 token characters)',
+});
 
 export const headersSchema = z.strictObject({
   /** More request header names that never reach an upstream, on every route. */
@@ -106,7 +112,7 @@ export const verifierSchema = z.strictObject({
   /** Time allowed for one key-set or discovery fetch. */
   jwksTimeout: duration.default('5s'),
   /** Time one verification may take in the worker pool (queue wait included); beyond it, 503. */
-  taskTimeout: duration.refine((s) => (parseDuration(s) ?? 0) >= 10, { message: 'must be at least 10ms' }).default('2s'),
+  taskTimeout: durationSchema('10ms').default('2s'),
 });
 
 const claimPaths = z.strictObject({
@@ -194,6 +200,18 @@ export const routeSchema = z.strictObject({
   rateLimit: routeRateLimitSchema.optional(),
 });
 
+/** pino's levels, most severe first; `silent` logs nothing. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const logSchema = z.strictObject({
+  /**
+   * The operational log's level. `--log-level` wins over it; when the file leaves it
+   * out, `MFA_GATEWAY_LOG_LEVEL` applies (load.ts), else info.
+   */
+  level: z.enum(LOG_LEVELS).default('info'),
+});
+
 export const identityHeadersSchema = z.strictObject({
   subject: nonEmptyString.default('x-auth-subject'),
   roles: nonEmptyString.default('x-auth-roles'),
@@ -211,13 +229,16 @@ export const configSchema = z.strictObject({
   server: serverSchema.prefault({}),
   verifier: verifierSchema.prefault({}),
   issuers: z.array(issuerSchema).default([]),
-  upstreams: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'upstream names use A-Z a-z 0-9 _ . -'), upstreamSchema),
+  upstreams: describedAs(z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'upstream names use A-Z a-z 0-9 _ . -'), upstreamSchema), {
+    form: 'a mapping of upstream names (A-Z a-z 0-9 _ . -) to upstreams, each with at least a url',
+  }),
   mfa: mfaSchema.prefault({}),
   routes: z.array(routeSchema).min(1, 'must list at least one route'),
   identityHeaders: identityHeadersSchema.prefault({}),
   headers: headersSchema.prefault({}),
   audit: auditSchema.prefault({}),
   rateLimit: rateLimitSchema.prefault({}),
+  log: logSchema.prefault({}),
 });
 
 export type RawConfig = z.output<typeof configSchema>;

@@ -4,6 +4,7 @@ import type { HeaderRewriter, HeaderRules } from '../proxy/headers.js';
 import type { RouteTable } from '../routes/table.js';
 import type { Answer } from '../pipeline/answer.js';
 import type { TokenFailureReason } from '../reasons.js';
+import type { LogLevel } from './schema.js';
 
 /**
  * The compiled gateway state: everything a request reads, built once from a validated
@@ -143,6 +144,8 @@ export interface CompiledConfig {
   readonly headers: HeaderRules;
   readonly audit: CompiledAudit;
   readonly rateLimit: CompiledRateLimit;
+  /** The operational log's level (`log.level`, else MFA_GATEWAY_LOG_LEVEL, else info; `--log-level` wins over it). */
+  readonly log: { readonly level: LogLevel };
   /** Directory of the config file; relative file paths in it were resolved against it. */
   readonly baseDir: string;
   /** Settings that are valid but will not do what they seem to (`check` prints them; `start` logs them). */

@@ -5,6 +5,7 @@ import type { CacheOutcome } from '../authn/types.js';
 import type { Reason } from '../reasons.js';
 import type { CompiledAudit } from '../config/observe-schema.js';
 import { GatewayError } from '../errors.js';
+import { LINE_SHAPE } from './log.js';
 
 /**
  * The audit line's `reason` (and the metrics' `reason` label) is a word of the one
@@ -208,11 +209,12 @@ export function createAudit(cfg: CompiledAudit, options: { onError?: (err: Error
   const logger = pino(
     {
       base: null,
+      // The operational log's shape (src/observe/log.ts LINE_SHAPE): `"level":"info"`, an
+      // ISO `time` from the gateway's clock, and `"msg":"audit"`, which tells audit lines
+      // from the operational log's when both go to stdout. pino renders the level text
+      // once per logger, not per line; isoTimeOf shares one text per millisecond.
+      ...LINE_SHAPE,
       timestamp: isoTimeOf(options.now ?? Date.now),
-      // Audit lines have no level (they are records, not diagnostics); the level's
-      // place holds `"log":"audit"`, which tells them from the operational log's lines
-      // when both go to stdout.
-      formatters: { level: () => ({ log: 'audit' }) },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       // Claims (subject, acr, amr, issuer) are whatever the token holds.
       hooks: { streamWrite: escapeLineBreakers },
@@ -231,7 +233,7 @@ export function createAudit(cfg: CompiledAudit, options: { onError?: (err: Error
       entry.total_ms = round3(entry.total_ms);
       if (entry.verify_ms !== null) entry.verify_ms = round3(entry.verify_ms);
       if (entry.upstream_ms !== null) entry.upstream_ms = round3(entry.upstream_ms);
-      logger.info(entry);
+      logger.info(entry, 'audit');
     },
     dropped: () => dropped,
     close() {

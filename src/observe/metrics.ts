@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import type { CacheOutcome } from '../authn/types.js';
 import { isReason as isAuditReason, type Reason as AuditReason } from '../reasons.js';
+import { uwsBuild } from '../server/uws.js';
 
 /**
  * Prometheus metrics (served on the admin listener's /metrics, never the public port).
@@ -14,6 +16,10 @@ import { isReason as isAuditReason, type Reason as AuditReason } from '../reason
  * handed to prom-client's Registry only when /metrics is scraped, through metric
  * objects of the shape Registry expects. Gauges are prom-client Gauges filled by
  * collect callbacks at scrape time.
+ *
+ * Names follow Prometheus' conventions (prometheus.io, "Metric and label naming"):
+ * counters end in `_total`, ratios (0-1) in `_ratio`, durations in `_seconds`, and
+ * `mfa_gateway_build_info` (always 1) carries the versions as labels.
  *
  * Label values are bounded: routes, upstreams and issuers are config names (capped
  * at MAX_LABEL_VALUES each; anything beyond is counted as `other`), statuses are
@@ -32,6 +38,8 @@ const OTHER = 'other';
 const PREFIX = 'mfa_gateway_';
 
 export type VerifyOutcome = 'valid' | 'invalid' | 'error';
+/** The audit line's `decision`: allow = sent upstream, whatever the upstream answered. */
+export type Decision = 'allow' | 'deny';
 export type RateLimitKind = 'address' | 'subject' | 'spraying';
 
 export interface Collectors {
@@ -44,13 +52,16 @@ export interface Collectors {
   /** Share of worker time spent verifying, 0–1 (Piscina's utilization). */
   verifierUtilization?(): number;
   pools?(): ReadonlyArray<{ upstream: string; connected: number; pending: number; running: number }>;
-  /** Audit lines dropped because the destination could not keep up. */
+  /** Audit lines dropped because the destination could not keep up, since start (a counter). */
   auditDropped?(): number;
 }
 
 export interface Metrics {
-  /** One finished request. `route` null when none matched; `totalSec` from first byte to last. */
-  request(route: string | null, status: number, reason: AuditReason, totalSec: number): void;
+  /**
+   * One finished request. `route` null when none matched; `totalSec` from first byte to
+   * last; `decision` as in its audit line (the duration histogram is labelled by it).
+   */
+  request(route: string | null, status: number, reason: AuditReason, totalSec: number, decision: Decision): void;
   /** One token verification that ran (a cache miss): its time and how it ended. */
   verification(sec: number, outcome: VerifyOutcome): void;
   /** Time from dispatch to the upstream's response headers. */
@@ -95,6 +106,22 @@ class HistogramCell {
   }
 }
 
+/** A counter whose value lives elsewhere (read when /metrics is scraped), e.g. the audit log's drop count. */
+class ReadCounter {
+  readonly type = 'counter';
+  readonly aggregator = 'sum';
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly read: () => number | undefined,
+  ) {}
+
+  async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: MetricValue[] }> {
+    const v = this.read();
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: [{ labels: {}, value: v !== undefined && Number.isFinite(v) ? v : 0 }] };
+  }
+}
+
 interface MetricValue {
   labels: Labels;
   value: number;
@@ -136,6 +163,15 @@ class CellFamily<C extends CounterCell | HistogramCell> {
   }
 }
 
+/**
+ * `mfa_gateway_ready`: 1 while /readyz would answer 200, else 0, for alerting on an
+ * instance that stays not ready (deploy/prometheus-rules.yaml). The admin listener
+ * appends it to the exposition, since it alone holds the readiness check.
+ */
+export function readinessExposition(ready: boolean): string {
+  return `# HELP ${PREFIX}ready 1 while /readyz answers 200 (listening, every issuer's keys loaded, the verifier completing tasks), else 0.\n# TYPE ${PREFIX}ready gauge\n${PREFIX}ready ${ready ? 1 : 0}\n`;
+}
+
 /** Config-name label values (route, upstream, issuer): at most MAX_LABEL_VALUES distinct, then `other`. */
 class NameLabels {
   private readonly seen = new Set<string>();
@@ -149,23 +185,45 @@ class NameLabels {
 
 const statusLabel = (s: number): number => (Number.isInteger(s) && s >= 100 && s <= 599 ? s : 0);
 
+/** The versions `mfa_gateway_build_info` names; read once, from the package files. */
+export interface BuildInfo {
+  readonly version: string;
+  readonly node: string;
+  readonly uws: string;
+}
+
+function defaultBuildInfo(): BuildInfo {
+  let version = 'unknown';
+  try {
+    // src/observe and dist/observe both sit two folders below the package root.
+    version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? version;
+  } catch {
+    // A metric label is not worth failing start-up for.
+  }
+  return { version, node: process.versions.node, uws: uwsBuild().version };
+}
+
 /**
  * Creates the gateway's metrics on a registry of their own (never prom-client's
  * global one, so two gateways in one process, as in tests, do not collide).
  *
  * @example
  * const metrics = createMetrics();
- * metrics.request('orders', 200, 'ok', 0.0007);
+ * metrics.request('orders', 200, 'ok', 0.0007, 'allow');
  * mountAdmin(app, { ready, metrics: () => metrics.text() });
  */
-export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+export function createMetrics(options: { defaultMetrics?: boolean; build?: BuildInfo } = {}): Metrics {
   const registry = new Registry();
-  const register = (f: CellFamily<CounterCell> | CellFamily<HistogramCell>): void =>
+  const register = (f: CellFamily<CounterCell> | CellFamily<HistogramCell> | ReadCounter): void =>
     // Registry renders any object with name/help/type/get(); the cast is only for its declared type.
     registry.registerMetric(f as unknown as Metric);
 
   const requests = new CellFamily<CounterCell>(`${PREFIX}requests_total`, 'Requests answered, by route, status and decision reason.', 'counter');
-  const requestTime = new CellFamily<HistogramCell>(`${PREFIX}request_duration_seconds`, 'Time from request to the last byte of the answer, by route.', 'histogram');
+  const requestTime = new CellFamily<HistogramCell>(
+    `${PREFIX}request_duration_seconds`,
+    'Time from request to the last byte of the answer, by route and decision (allow: sent upstream; deny: answered by the gateway).',
+    'histogram',
+  );
   const verifyTime = new CellFamily<HistogramCell>(`${PREFIX}verification_duration_seconds`, 'Token verifications that ran (cache misses), by outcome.', 'histogram');
   const upstreamTime = new CellFamily<HistogramCell>(`${PREFIX}upstream_duration_seconds`, 'Time from dispatch to the upstream response headers, by upstream.', 'histogram');
   const cacheLookups = new CellFamily<CounterCell>(`${PREFIX}token_cache_lookups_total`, 'Token cache look-ups: hit, miss, or negative (a cached invalid token).', 'counter');
@@ -174,7 +232,9 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   const jwks = new CellFamily<CounterCell>(`${PREFIX}jwks_fetches_total`, 'Key-set fetches per issuer, by result (ok or error).', 'counter');
   const internal = new CellFamily<CounterCell>(`${PREFIX}internal_errors_total`, 'Exceptions while handling a request (that request answered 500 or closed; the process kept serving).', 'counter');
   const verifierTimeouts = new CellFamily<CounterCell>(`${PREFIX}verifier_timeouts_total`, 'Token verifications abandoned after verifier.taskTimeout (answered 503).', 'counter');
-  for (const f of [requests, requestTime, verifyTime, upstreamTime, cacheLookups, limited, sprayBlocks, jwks, internal, verifierTimeouts]) register(f);
+  let collectors: Collectors = {};
+  const auditDropped = new ReadCounter(`${PREFIX}audit_dropped_lines_total`, 'Audit lines dropped because the destination could not keep up.', () => collectors.auditDropped?.());
+  for (const f of [requests, requestTime, verifyTime, upstreamTime, cacheLookups, limited, sprayBlocks, jwks, internal, verifierTimeouts, auditDropped]) register(f);
 
   const routeNames = new NameLabels();
   const upstreamNames = new NameLabels();
@@ -183,8 +243,9 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   // be replaced (`other`) is never stored as a key, so the maps stay bounded too.
   const requestCells = new Map<string | null, Map<string, Map<number, CounterCell>>>();
   const requestCellsByLabel = new Map<string, CounterCell>();
-  const routeHists = new Map<string | null, HistogramCell>();
-  const routeHistsByLabel = new Map<string, HistogramCell>();
+  // route → both decisions' cells, so a request finds its cell with one Map look-up and a property read.
+  const routeHists = new Map<string | null, Record<Decision, HistogramCell>>();
+  const routeHistsByLabel = new Map<string, Record<Decision, HistogramCell>>();
   const upstreamHists = new Map<string, HistogramCell>();
   const upstreamHistsByLabel = new Map<string, HistogramCell>();
   const verifyHists: Record<VerifyOutcome, HistogramCell> = {
@@ -229,11 +290,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     return cell;
   }
 
-  function routeHist(route: string | null): HistogramCell {
+  function routeHist(route: string | null): Record<Decision, HistogramCell> {
     const r = routeLabel(route);
     let h = routeHistsByLabel.get(r);
     if (h === undefined) {
-      h = requestTime.add(new HistogramCell({ route: r }));
+      h = { allow: requestTime.add(new HistogramCell({ route: r, decision: 'allow' })), deny: requestTime.add(new HistogramCell({ route: r, decision: 'deny' })) };
       routeHistsByLabel.set(r, h);
     }
     if (route === null || r === route) routeHists.set(route, h);
@@ -251,7 +312,6 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     return h;
   }
 
-  let collectors: Collectors = {};
   const gauge = (name: string, help: string, read: () => number | undefined): void => {
     new Gauge({
       name: PREFIX + name,
@@ -266,8 +326,14 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   gauge('token_cache_entries', 'Validated tokens held in the token cache.', () => collectors.cacheSize?.());
   gauge('token_negative_cache_entries', 'Invalid tokens held in the negative token cache.', () => collectors.negativeCacheSize?.());
   gauge('verifier_queue_depth', 'Token verifications waiting for a worker thread.', () => collectors.verifierQueue?.());
-  gauge('verifier_utilization', 'Share of verifier worker time spent verifying (0-1).', () => collectors.verifierUtilization?.());
-  gauge('audit_dropped_lines', 'Audit lines dropped because the destination could not keep up.', () => collectors.auditDropped?.());
+  gauge('verifier_utilization_ratio', 'Share of verifier worker time spent verifying (0-1).', () => collectors.verifierUtilization?.());
+  const build = options.build ?? defaultBuildInfo();
+  new Gauge({
+    name: `${PREFIX}build_info`,
+    help: 'Always 1; the labels name the gateway version, the Node.js version and the uWebSockets.js build.',
+    labelNames: ['version', 'node', 'uws'],
+    registers: [registry],
+  }).set({ version: build.version, node: build.node, uws: build.uws }, 1);
   const poolGauge = (name: string, help: string, pick: (p: { connected: number; pending: number; running: number }) => number): void => {
     new Gauge({
       name: PREFIX + name,
@@ -290,10 +356,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
 
   return {
     registry,
-    request(route, status, reason, totalSec) {
+    request(route, status, reason, totalSec, decision) {
       const cell = requestCells.get(route)?.get(reason)?.get(status) ?? requestCell(route, status, reason);
       cell.value++;
-      (routeHists.get(route) ?? routeHist(route)).observe(totalSec);
+      const hists = routeHists.get(route) ?? routeHist(route);
+      (decision === 'allow' ? hists.allow : hists.deny).observe(totalSec);
     },
     verification(sec, outcome) {
       (verifyHists[outcome] ?? verifyHists.error).observe(sec);

@@ -2,6 +2,7 @@ import { REASONS, type Reason } from '../reasons.js';
 import type { RequestContext } from '../pipeline/context.js';
 import { tokenHash, type Audit, type AuditEntry } from './audit.js';
 import type { Metrics } from './metrics.js';
+import type { Logger } from './log.js';
 
 /**
  * What a finished request leaves behind: one audit line and its metrics, both built
@@ -11,7 +12,7 @@ import type { Metrics } from './metrics.js';
  * `reason` is the context's; a request that finished without one would be a gateway bug
  * that is reported (and recorded as `internal`), never quietly called `ok`.
  */
-export function recordRequest(ctx: RequestContext, audit: Audit, metrics: Metrics, onMissingReason: (ctx: RequestContext) => void): void {
+export function recordRequest(ctx: RequestContext, audit: Audit, metrics: Metrics, logger: Logger, onMissingReason: (ctx: RequestContext) => void): void {
   let reason: Reason;
   if (ctx.reason === null) {
     onMissingReason(ctx);
@@ -46,6 +47,7 @@ export function recordRequest(ctx: RequestContext, audit: Audit, metrics: Metric
     upstream_ms: ctx.upstreamMs,
   };
   audit.record(entry);
-  metrics.request(route?.name ?? null, status, reason, totalMs / 1000);
+  metrics.request(route?.name ?? null, status, reason, totalMs / 1000, decision);
+  if (decision === 'deny' && logger.isLevelEnabled('debug')) logger.debug({ request_id: ctx.requestId, route: entry.route, reason, status }, 'request refused');
   if (ctx.upstreamMs !== null && route !== null) metrics.upstream(route.upstream, ctx.upstreamMs / 1000);
 }

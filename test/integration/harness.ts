@@ -112,6 +112,8 @@ export interface GatewayProcess {
   /** Everything the process printed so far. */
   stdout(): string;
   stderr(): string;
+  /** The JSON lines on stdout so far (operational log and stdout audit lines), parsed. */
+  logLines(): Record<string, unknown>[];
   /** Sends a signal and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   exited: Promise<number | null>;
@@ -173,6 +175,12 @@ export async function startGatewayProcess(
     proc,
     stdout: () => out,
     stderr: () => err,
+    logLines: () =>
+      out
+        .split('\n')
+        .slice(0, -1) // a line still being written is not parsed yet
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
     exited,
     stop: async (signal = 'SIGTERM') => {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);

@@ -42,13 +42,23 @@ export interface IdpServer {
   failWith(status: number | null): void;
   /** The `issuer` the discovery document claims (default: the real one). */
   setDiscoveryIssuer(iss: string): void;
+  /** Extra response headers of the key-set endpoint (e.g. Cache-Control). */
+  setKeySetHeaders(headers: Record<string, string>): void;
+  /** Make the key-set endpoint answer this body (200) instead of the key set; null = normal. */
+  setKeySetBody(body: string | null): void;
   close(): Promise<void>;
 }
 
-export async function startIdp(keys: readonly JWK[], path = '/realms/test'): Promise<IdpServer> {
+/**
+ * A discovery + key-set server. `port` (default 0: any free port) lets a test bring an
+ * IdP back on the port a gateway was configured with while it was down.
+ */
+export async function startIdp(keys: readonly JWK[], path = '/realms/test', options: { port?: number } = {}): Promise<IdpServer> {
   let published: readonly JWK[] = keys;
   let failure: number | null = null;
   let discoveryIssuer: string | null = null;
+  let keySetHeaders: Record<string, string> = {};
+  let keySetBody: string | null = null;
   const hits = new Map<string, number>();
   const log: string[] = [];
   let issuer = '';
@@ -60,18 +70,22 @@ export async function startIdp(keys: readonly JWK[], path = '/realms/test'): Pro
     if (url === `${path}/.well-known/openid-configuration`) {
       res.end(JSON.stringify({ issuer: discoveryIssuer ?? issuer, jwks_uri: `${issuer}/certs`, token_endpoint: `${issuer}/token` }));
     } else if (url === `${path}/certs`) {
+      for (const [k, v] of Object.entries(keySetHeaders)) res.setHeader(k, v);
       if (failure !== null) {
         res.statusCode = failure;
         res.end('{"error":"down"}');
       } else {
-        res.end(JSON.stringify({ keys: published }));
+        res.end(keySetBody ?? JSON.stringify({ keys: published }));
       }
     } else {
       res.statusCode = 404;
       res.end('{}');
     }
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, '127.0.0.1', r);
+  });
   issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}${path}`;
   return {
     issuer,
@@ -88,6 +102,12 @@ export async function startIdp(keys: readonly JWK[], path = '/realms/test'): Pro
     },
     setDiscoveryIssuer(iss) {
       discoveryIssuer = iss;
+    },
+    setKeySetHeaders(headers) {
+      keySetHeaders = headers;
+    },
+    setKeySetBody(body) {
+      keySetBody = body;
     },
     close: () =>
       new Promise<void>((r) => {
@@ -187,6 +207,49 @@ export function testClock(startMs = Date.UTC(2030, 0, 1)): { now: () => number; 
     },
     sec: () => Math.floor(t / 1000),
   };
+}
+
+/**
+ * Timers a test fires by hand (the KeyStore's `setTimer`): background refreshes happen
+ * exactly when the test says, never on their own.
+ */
+export function manualTimers(): {
+  setTimer: (fn: () => void, ms: number) => { cancel(): void };
+  /** Delays of the timers scheduled so far, in order, cancelled ones included. */
+  readonly scheduled: number[];
+  /** Timers not yet fired or cancelled. */
+  pending(): number;
+  /** Fires the oldest pending timer; false when none is pending. */
+  fire(): boolean;
+} {
+  const queue: { fn: () => void; live: boolean }[] = [];
+  const scheduled: number[] = [];
+  return {
+    setTimer(fn, ms) {
+      const t = { fn, live: true };
+      queue.push(t);
+      scheduled.push(ms);
+      return { cancel: () => void (t.live = false) };
+    },
+    scheduled,
+    pending: () => queue.filter((t) => t.live).length,
+    fire() {
+      const t = queue.find((q) => q.live);
+      if (!t) return false;
+      t.live = false;
+      t.fn();
+      return true;
+    },
+  };
+}
+
+/** A port that was free a moment ago (bound to port 0, then closed), for a server started later. */
+export async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const port = (probe.address() as AddressInfo).port;
+  await new Promise((r) => probe.close(r));
+  return port;
 }
 
 /** Builds a compiled config with these issuers and verifier settings (threads 0 unless given). */

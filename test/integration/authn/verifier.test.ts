@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { exportSPKI, type JWTPayload } from 'jose';
 import { createVerifier, type VerifierOptions } from '../../../src/authn/verifier.js';
 import type { Verifier, VerifyResult } from '../../../src/authn/types.js';
-import { b64, configWith, deepClaims, makeKey, respellings, sign, signRawRs256, startIdp, startTrap, testClock, type IdpServer, type TestKey } from './idp.js';
+import { b64, configWith, deepClaims, makeKey, manualTimers, respellings, sign, signRawRs256, startIdp, startTrap, testClock, type IdpServer, type TestKey } from './idp.js';
 import { outputSink } from '../leaks.js';
 
 let rs: TestKey;
@@ -84,7 +84,9 @@ async function harness(
     logs.push(line);
     logSink(`${JSON.stringify(line)}\n`);
   };
-  const v = createVerifier(config, { now: clock.now, log, ...options.opts });
+  // Background refreshes only when a test fires them (refresh.test.ts covers them), at exact delays.
+  const timers = manualTimers();
+  const v = createVerifier(config, { now: clock.now, log, setTimer: timers.setTimer, random: () => 0, ...options.opts });
   open.push(v);
   if (options.start !== false) await v.start();
   return {
@@ -374,7 +376,11 @@ describe('keys', () => {
       for (let i = 0; i < 20; i++) expect((await h.v.verify(await sign(i % 2 ? rs : es, h.claims()))).ok).toBe(true);
       expect(server.discoveryHits()).toBe(1);
       expect(server.jwksHits()).toBe(1);
-      expect(h.v.readiness()).toEqual({ ready: true, issuers: { corp: { ok: true, fetchedAt: h.clock.now() } }, pool: { ok: true } });
+      expect(h.v.readiness()).toEqual({
+        ready: true,
+        issuers: { corp: { ok: true, state: 'ready', fetchedAt: h.clock.now(), nextAttemptAt: h.clock.now() + 3_600_000 } },
+        pool: { ok: true },
+      });
     } finally {
       await server.close();
     }
@@ -488,7 +494,7 @@ describe('keys', () => {
       expect(server.jwksHits()).toBe(2);
       const ready = h.v.readiness();
       expect(ready.ready).toBe(true);
-      expect(ready.issuers['corp']).toMatchObject({ ok: true, error: expect.stringMatching(/HTTP 500/) });
+      expect(ready.issuers['corp']).toMatchObject({ ok: true, state: 'stale', cause: 'http_status', error: expect.stringMatching(/HTTP 500$/) });
       expect(h.logs).toContainEqual(expect.objectContaining({ level: 'warn', msg: 'key set fetch failed' }));
       // The last good keys still verify.
       expect((await h.v.verify(await sign(rs, h.claims()))).ok).toBe(true);
@@ -496,7 +502,7 @@ describe('keys', () => {
       server.failWith(null);
       h.clock.advance(31_000);
       await h.v.verify(await sign(attacker, h.claims(), { header: { kid: 'newer' } }));
-      expect(h.v.readiness().issuers['corp']).toEqual({ ok: true, fetchedAt: h.clock.now() });
+      expect(h.v.readiness().issuers['corp']).toEqual({ ok: true, state: 'ready', fetchedAt: h.clock.now(), nextAttemptAt: h.clock.now() + 3_600_000 });
     } finally {
       await server.close();
     }
@@ -717,6 +723,29 @@ describe('floods', () => {
     expect(await h.v.verify(valid)).toBe(first);
     expect(h.v.stats!().verifications).toBe(201);
     expect(idp.jwksHits()).toBe(hits); // the unknown kids came within the cooldown: no fetch
+  });
+});
+
+describe('debug lines', () => {
+  it('summarizes cache evictions (how many, why) at debug level, at most every 10 s and at close', async () => {
+    const h = await harness({}, { cache: { max: 2, negativeTtl: '1s' } });
+    for (let i = 0; i < 5; i++) expect((await h.v.verify(await sign(rs, h.claims({ sub: `user-${i}` })))).ok).toBe(true);
+    const forged = await sign(attacker, h.claims(), { header: { kid: 'rs-1' } });
+    expectFailure(await h.v.verify(forged), 'bad_signature');
+    h.clock.advance(1001);
+    expect(h.v.lookup(forged)).toBeUndefined(); // its negative entry expired
+    expect(h.logs.filter((l) => l.msg === 'token cache evictions')).toEqual([]);
+    await h.v.close();
+    const lines = h.logs.filter((l) => l.msg === 'token cache evictions');
+    expect(lines).toEqual([
+      { level: 'debug', msg: 'token cache evictions', fields: { cache: 'positive', evicted: { evict: 3, expire: 0, delete: 0 } } },
+      { level: 'debug', msg: 'token cache evictions', fields: { cache: 'negative', evicted: { evict: 0, expire: 1, delete: 0 } } },
+    ]);
+  });
+
+  it('logs each key-set fetch: url, status, keys', async () => {
+    const h = await harness();
+    expect(h.logs).toContainEqual({ level: 'debug', msg: 'key set fetched', fields: { issuer: 'corp', url: idp.jwksUri, status: 200, keys: 4, refreshInMs: 3_600_000 } });
   });
 });
 

@@ -36,7 +36,7 @@ describe('lifecycle', () => {
       for (let i = 0; i < 100 && u.received.length === 0; i++) await sleep(10);
       expect(u.received.length).toBe(1);
       gw.proc.kill('SIGTERM');
-      for (let i = 0; i < 100 && !gw.stderr().includes('draining'); i++) await sleep(10);
+      for (let i = 0; i < 100 && !gw.stdout().includes('"msg":"draining"'); i++) await sleep(10);
       // The listen socket is closed: a new connection is refused.
       await expect(request(`${gw.url}/new`, { reset: true })).rejects.toMatchObject({ code: 'ECONNREFUSED' });
       release();
@@ -121,15 +121,15 @@ describe('check', () => {
     const lines = r.stderr.trim().split('\n').slice(1);
     expect(lines).toEqual(
       expect.arrayContaining([
-        'listen.port: must be a number',
-        'verifier.threads: Too small: expected number to be >=0',
-        'verifier.cache.maxTtl: must be a duration such as 500ms, 30s, 15m, 1h',
+        'listen.port: must be a whole number from 0 to 65535',
+        'verifier.threads: must be a whole number from 0 to 64',
+        'verifier.cache.maxTtl: "forever" is not a duration; use a duration such as 5s, 1m, 1h30m',
         'issuers[0].audience: must list at least one audience',
         expect.stringMatching(/^issuers\[0\]\.algorithms\[0\]: none is never accepted/),
         expect.stringMatching(/^issuers\[0\]\.algorithms\[1\]: HS256 is never accepted/),
         expect.stringMatching(/^issuers\[0\]\.jwksFile: file not found: .*missing\.json$/),
         'upstreams.api.url: must be an http:// or https:// URL',
-        'routes[0].roels: unknown key',
+        'routes[0].roels: unknown key; did you mean "roles"?',
         'routes[0].upstream: unknown upstream nope; one of api',
         'routes[1].path: duplicate route path (same as routes[0])',
         'routes[1].issuers[0]: unknown issuer other',

@@ -1,6 +1,6 @@
 /**
  * `audit.destination: stdout` on the built gateway: audit lines share stdout with the
- * operational log and are told apart by `"log":"audit"` (they carry no level); a
+ * operational log, in the same shape (level by name, ISO time, msg), told apart by `"msg":"audit"`; a
  * quiet gateway still writes them (flushInterval), and SIGTERM writes what is buffered.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -59,13 +59,21 @@ describe('audit to stdout', () => {
       audit = lines().find((l) => l['request_id'] === 'stdout-1');
       if (!audit) await sleep(25);
     }
-    expect(audit).toMatchObject({ log: 'audit', decision: 'allow', reason: 'ok', subject: 'alice', issuer: 'corp', cache: 'miss' });
-    expect(audit!['level']).toBeUndefined();
+    expect(audit).toMatchObject({ msg: 'audit', level: 'info', decision: 'allow', reason: 'ok', subject: 'alice', issuer: 'corp', cache: 'miss' });
+    expect(audit!['log']).toBeUndefined();
     expect(await gw.stop()).toBe(0);
     const all = lines();
-    expect(all.filter((l) => l['log'] === 'audit')).toHaveLength(1);
-    // The operational log's lines have a level and no audit marker.
-    expect(all.some((l) => l['msg'] === 'listening' && typeof l['level'] === 'number' && l['log'] === undefined)).toBe(true);
+    expect(all.filter((l) => l['msg'] === 'audit')).toHaveLength(1);
+    // One shape for both: the level by name, an ISO time, a msg (and the operational lines name the service).
+    for (const l of all) {
+      expect(l['level'], JSON.stringify(l)).toMatch(/^(trace|debug|info|warn|error|fatal)$/);
+      expect(l['time']).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+      expect(typeof l['msg']).toBe('string');
+    }
+    expect(all.some((l) => l['msg'] === 'listening' && l['level'] === 'info' && l['service'] === 'mfa-gateway')).toBe(true);
+    // Start-up and shutdown are announced through the logger, not as plain text.
+    expect(all.map((l) => l['msg'])).toEqual(expect.arrayContaining(['starting', 'listening', 'stopping', 'stopped']));
+    expect(gw.stderr()).toBe('');
     for (const part of [token, ...token.split('.').slice(1)]) expect(gw.stdout() + gw.stderr()).not.toContain(part);
   });
 });

@@ -233,7 +233,7 @@ async function lineFor(id: string): Promise<Line> {
 }
 
 const FIELDS = [
-  'log', 'time', 'request_id', 'client', 'method', 'path', 'route', 'upstream', 'status', 'decision', 'reason', 'issuer',
+  'level', 'time', 'msg', 'request_id', 'client', 'method', 'path', 'route', 'upstream', 'status', 'decision', 'reason', 'issuer',
   'subject', 'amr', 'acr', 'token_hash', 'cache', 'total_ms', 'verify_ms', 'upstream_ms',
 ].sort();
 const HASH = /^[0-9a-f]{16}$/;
@@ -242,7 +242,7 @@ const HASH = /^[0-9a-f]{16}$/;
 async function expectLine(id: string, want: Line): Promise<Line> {
   const line = await lineFor(id);
   expect(Object.keys(line).sort(), id).toEqual(FIELDS);
-  expect(line['log']).toBe('audit');
+  expect(line).toMatchObject({ level: 'info', msg: 'audit' });
   expect(Number.isNaN(Date.parse(line['time'] as string))).toBe(false);
   expect(typeof line['total_ms']).toBe('number');
   expect(line, `audit line of ${id}`).toMatchObject(want);
@@ -536,7 +536,7 @@ describe('shutdown, then the whole trail', () => {
     const inflight = call('/public/hold');
     for (let i = 0; i < 200 && up.received.length === before; i++) await sleep(10);
     gw.proc.kill('SIGTERM');
-    for (let i = 0; i < 200 && !gw.stderr().includes('draining'); i++) await sleep(10);
+    for (let i = 0; i < 200 && !gw.stdout().includes('"msg":"draining"'); i++) await sleep(10);
     const last = nextId();
     const t = await mint();
     expect(await exchange(sock, `GET /orders/1 HTTP/1.1\r\nhost: t\r\nauthorization: Bearer ${t}\r\nx-request-id: ${last}\r\n\r\n`)).toMatch(/^HTTP\/1\.1 503 /);

@@ -165,8 +165,10 @@ describe('metrics', () => {
     expect(delta(a, b, 'mfa_gateway_requests_total{route="orders",status="200",reason="ok"}')).toBe(2);
     expect(delta(a, b, 'mfa_gateway_requests_total{route="orders",status="401",reason="bad_signature"}')).toBe(2);
     expect(delta(a, b, 'mfa_gateway_requests_total{route="orders",status="401",reason="credentials_missing"}')).toBe(1);
-    expect(delta(a, b, 'mfa_gateway_request_duration_seconds_count{route="orders"}')).toBe(5);
-    expect(delta(a, b, 'mfa_gateway_request_duration_seconds_bucket{route="orders",le="+Inf"}')).toBe(5);
+    // Latency by decision: the two proxied requests, and the three the gateway answered itself.
+    expect(delta(a, b, 'mfa_gateway_request_duration_seconds_count{route="orders",decision="allow"}')).toBe(2);
+    expect(delta(a, b, 'mfa_gateway_request_duration_seconds_count{route="orders",decision="deny"}')).toBe(3);
+    expect(delta(a, b, 'mfa_gateway_request_duration_seconds_bucket{route="orders",decision="deny",le="+Inf"}')).toBe(3);
     expect(delta(a, b, 'mfa_gateway_upstream_duration_seconds_count{upstream="app"}')).toBe(2);
     expect(delta(a, b, 'mfa_gateway_token_cache_lookups_total{outcome="miss"}')).toBe(2);
     expect(delta(a, b, 'mfa_gateway_token_cache_lookups_total{outcome="hit"}')).toBe(1);
@@ -177,7 +179,7 @@ describe('metrics', () => {
     for (const kind of ['address', 'subject', 'spraying']) expect(delta(a, b, `mfa_gateway_rate_limited_total{kind="${kind}"}`)).toBe(0);
     // Verifier gauges: nothing waits now, and the workers have done some work.
     expect(b.get('mfa_gateway_verifier_queue_depth')).toBe(0);
-    expect(v(b, 'mfa_gateway_verifier_utilization')).toBeGreaterThan(0);
+    expect(v(b, 'mfa_gateway_verifier_utilization_ratio')).toBeGreaterThan(0);
     // Event-loop delay, under the standard Node.js names.
     for (const s of ['nodejs_eventloop_lag_seconds', 'nodejs_eventloop_lag_p99_seconds']) {
       expect(b.has(s), s).toBe(true);
@@ -226,7 +228,10 @@ describe('metrics', () => {
     expect((await call('/orders/1', { token: await mint({}, { header: { kid: randomUUID() } }, attacker), client: '192.0.2.9' })).status).toBe(401);
     const b = await scrape();
     expect(delta(a, b, 'mfa_gateway_jwks_fetches_total{issuer="corp",result="error"}')).toBe(1);
-    expect(delta(a, b, 'mfa_gateway_jwks_fetches_total{issuer="corp",result="ok"}')).toBe(1);
+    // The refetch by the second unknown kid; on a slow machine the background retry after
+    // the failure (about 1 s later, src/authn/jwks.ts) may come first and count as well.
+    expect(delta(a, b, 'mfa_gateway_jwks_fetches_total{issuer="corp",result="ok"}')).toBeGreaterThanOrEqual(1);
+    expect(delta(a, b, 'mfa_gateway_jwks_fetches_total{issuer="corp",result="ok"}')).toBeLessThanOrEqual(2);
     expect(v(b, 'mfa_gateway_token_negative_cache_entries')).toBeGreaterThanOrEqual(1);
   });
 });
@@ -353,7 +358,7 @@ describe('key sets', () => {
         warned = logLines().find((l) => l['msg'] === 'key set fetch failed' && l['issuer'] === 'corp');
         if (!warned) await sleep(20);
       }
-      expect(warned).toMatchObject({ level: 40, servingPreviousKeys: true, error: expect.stringMatching(/HTTP 500/) });
+      expect(warned).toMatchObject({ level: 'warn', servingPreviousKeys: true, cause: 'http_status', error: expect.stringMatching(/HTTP 500/) });
     } finally {
       idp.failWith(null);
     }
@@ -364,7 +369,10 @@ describe('key sets', () => {
     await sleep(COOLDOWN_MS + 50);
     const r = await call('/orders/r', { token: await mint({}, {}, rotated), client });
     expect(r.status).toBe(200);
-    expect(idp.jwksHits()).toBe(hits + 2);
+    // The refetch by the rotated kid, and perhaps the background retry after the failure
+    // (about 1 s after it), if this machine was slow enough to reach it first.
+    expect(idp.jwksHits()).toBeGreaterThanOrEqual(hits + 2);
+    expect(idp.jwksHits()).toBeLessThanOrEqual(hits + 3);
     const after = (await (await request(`${gw.adminUrl}/readyz`)).body.json()) as { issuers: Record<string, { ok: boolean; error?: string }> };
     expect(after.issuers['corp']?.ok).toBe(true);
     expect(after.issuers['corp']?.error).toBeUndefined();

@@ -44,6 +44,8 @@ describe('the packed package', () => {
     expect(existsSync(join(pkg, 'dist', 'cli.js'))).toBe(true);
     expect(existsSync(join(pkg, 'dist', 'demo'))).toBe(false);
     expect(existsSync(join(pkg, 'src'))).toBe(false);
+    // The systemd unit, dashboard and alert rules (deploy/) come with it.
+    for (const f of ['mfa-gateway.service', 'grafana-dashboard.json', 'prometheus-rules.yaml']) expect(existsSync(join(pkg, 'deploy', f)), f).toBe(true);
     const installed = readdirSync(join(dir, 'app', 'node_modules'));
     for (const devOnly of ['oidc-provider', 'otplib', 'qrcode', 'typescript', 'vitest']) expect(installed, devOnly).not.toContain(devOnly);
   });

@@ -28,8 +28,17 @@ describe('parseDuration', () => {
     ['1h', 3_600_000],
     ['1d', 86_400_000],
     ['1.5s', 1500],
+    ['0s', 0],
+    ['0ms', 0],
+    ['1h30m', 5_400_000],
+    ['2m30s', 150_000],
+    ['1d12h', 129_600_000],
+    ['1m500ms', 60_500],
+    ['1d2h3m4s5ms', 93_784_005],
   ])('%s → %d', (text, ms) => expect(parseDuration(text)).toBe(ms));
-  it.each(['', '10', 's', '10 sec', '-1s', '1h30m'])('rejects %j', (text) => expect(parseDuration(text)).toBeUndefined());
+  it.each(['', '10', 's', '10 sec', '-1s', '30m1h', '1h1h', '1h 30m', '1s2m', 'ms', '1.s', '1 ms', '1msm', '5M'])('rejects %j', (text) =>
+    expect(parseDuration(text)).toBeUndefined(),
+  );
 });
 
 describe('compileConfig', () => {
@@ -99,10 +108,13 @@ describe('compileConfig', () => {
     expect(c.issuers[0]!.claims.groups).toEqual(['app_metadata', 'groups']);
   });
 
-  it('reports unknown keys at every level, with their path', () => {
-    expect(problems({ ...minimal, lisen: {}, routes: [{ path: '/', upstream: 'api', auth: 'none', rolse: [] }], verifier: { cache: { mx: 1 } } })).toEqual(
-      expect.arrayContaining(['lisen: unknown key', 'routes[0].rolse: unknown key', 'verifier.cache.mx: unknown key']),
-    );
+  it('reports unknown keys at every level, with their path and the key they were probably meant to be', () => {
+    expect(problems({ ...minimal, lisen: {}, routes: [{ path: '/', upstream: 'api', auth: 'none', rolse: [] }], verifier: { cache: { mx: 1, zzzzz: 1 } } })).toEqual([
+      'verifier.cache.mx: unknown key; did you mean "max"?',
+      'verifier.cache.zzzzz: unknown key',
+      'routes[0].rolse: unknown key; did you mean "roles"?',
+      'lisen: unknown key; did you mean "listen"?',
+    ]);
   });
 
   it('refuses none and HS* algorithms, and key sources other than exactly one', () => {
@@ -143,12 +155,12 @@ describe('compileConfig', () => {
     ]);
   });
 
-  it('loads YAML and JSON files and reports parse errors and duplicate keys', () => {
+  it('loads YAML and JSON files and reports parse errors and duplicate keys at file:line:column', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
     writeFileSync(join(dir, 'a.json'), JSON.stringify(minimal));
     expect(loadConfig(join(dir, 'a.json')).routes).toHaveLength(1);
     writeFileSync(join(dir, 'b.yaml'), 'routes: []\nroutes: []\n');
-    expect(() => loadConfig(join(dir, 'b.yaml'))).toThrow(/YAML: .*[Mm]ap keys must be unique/);
-    expect(() => loadConfig(join(dir, 'missing.yaml'))).toThrow(/cannot read .*missing\.yaml: ENOENT/);
+    expect(() => loadConfig(join(dir, 'b.yaml'))).toThrow(new RegExp(`^${dir}/b\\.yaml:2:1: YAML: Map keys must be unique$`));
+    expect(() => loadConfig(join(dir, 'missing.yaml'))).toThrow(/missing\.yaml: cannot read the file: ENOENT$/);
   });
 });

@@ -52,7 +52,7 @@ function entry(over: Partial<AuditEntry>): AuditEntry {
 }
 
 const FIELDS = [
-  'log', 'time', 'request_id', 'client', 'method', 'path', 'route', 'upstream', 'status', 'decision', 'reason', 'issuer',
+  'level', 'time', 'msg', 'request_id', 'client', 'method', 'path', 'route', 'upstream', 'status', 'decision', 'reason', 'issuer',
   'subject', 'amr', 'acr', 'token_hash', 'cache', 'total_ms', 'verify_ms', 'upstream_ms',
 ].sort();
 
@@ -107,8 +107,11 @@ describe('createAudit', () => {
     expect(lines.map((l) => l['request_id'])).toEqual(cases.map((e) => e.request_id));
     for (const [i, line] of lines.entries()) {
       expect(Object.keys(line).sort()).toEqual(FIELDS);
-      expect(line['log']).toBe('audit');
-      expect(Date.parse(line['time'] as string)).not.toBeNaN();
+      // The operational log's shape: a level name, an ISO 8601 UTC time, and msg "audit".
+      expect(line['level']).toBe('info');
+      expect(line['msg']).toBe('audit');
+      expect(line['time']).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+      expect(new Date(line['time'] as string).toISOString()).toBe(line['time']);
       const want = cases[i]!;
       for (const k of ['client', 'method', 'path', 'route', 'upstream', 'status', 'decision', 'reason', 'issuer', 'subject', 'amr', 'acr', 'token_hash', 'cache'] as const) {
         expect(line[k]).toEqual(want[k]);
@@ -151,7 +154,7 @@ describe('createAudit', () => {
     const odd = entry({
       request_id: 'odd',
       subject: `alice${breakers}é`,
-      acr: `phr\u2028{"log":"audit","decision":"allow"}`,
+      acr: `phr\u2028{"msg":"audit","decision":"allow"}`,
       amr: ['pwd\u0085', '\u2029otp'],
       issuer: 'corp\u009f',
       client: '203.0.113.7\u2028',
@@ -177,7 +180,7 @@ describe('createAudit', () => {
   });
 
   it('escapeLineBreakers returns a line without such characters unchanged', () => {
-    const line = '{"log":"audit","subject":"alice é \\u2028"}\n';
+    const line = '{"level":"info","msg":"audit","subject":"alice é \\u2028"}\n';
     expect(escapeLineBreakers(line)).toBe(line);
     expect(escapeLineBreakers('{"s":"\u2028\u0085\u007f"}\n')).toBe('{"s":"\\u2028\\u0085\\u007f"}\n');
     // DEL is ASCII: a line that is ASCII apart from it is escaped too.

@@ -15,16 +15,16 @@ function series(text: string): Map<string, number> {
 const names = (s: Map<string, number>, prefix: string): string[] => [...s.keys()].filter((k) => k.startsWith(prefix));
 
 describe('createMetrics', () => {
-  it('counts requests by route, status and reason, and observes their latency per route', async () => {
+  it('counts requests by route, status and reason, and observes their latency per route and decision', async () => {
     const m = createMetrics({ defaultMetrics: false });
     const before = series((await m.text()).body);
     expect(names(before, 'mfa_gateway_requests_total')).toEqual([]);
 
-    m.request('orders', 200, 'ok', 0.0007);
-    m.request('orders', 200, 'ok', 0.002);
-    m.request('orders', 401, 'expired', 0.00004);
-    m.request('refunds', 401, 'mfa_required', 0.00009);
-    m.request(null, 404, 'not_found', 0.00002);
+    m.request('orders', 200, 'ok', 0.0007, 'allow');
+    m.request('orders', 200, 'ok', 0.002, 'allow');
+    m.request('orders', 401, 'expired', 0.00004, 'deny');
+    m.request('refunds', 401, 'mfa_required', 0.00009, 'deny');
+    m.request(null, 404, 'not_found', 0.00002, 'deny');
     const { contentType, body } = await m.text();
     expect(contentType).toMatch(/^text\/plain; version=0\.0\.4/);
     const s = series(body);
@@ -34,17 +34,43 @@ describe('createMetrics', () => {
     expect(s.get('mfa_gateway_requests_total{route="(none)",status="404",reason="not_found"}')).toBe(1);
     expect(names(s, 'mfa_gateway_requests_total')).toHaveLength(4);
 
-    // Histogram: cumulative buckets, +Inf = count, sum.
-    const b = (le: string) => s.get(`mfa_gateway_request_duration_seconds_bucket{route="orders",le="${le}"}`);
-    expect(b('0.0001')).toBe(1); // 0.00004
-    expect(b('0.00025')).toBe(1);
-    expect(b('0.001')).toBe(2); // + 0.0007 (le is inclusive)
-    expect(b('0.0025')).toBe(3); // + 0.002
-    expect(b('30')).toBe(3);
-    expect(b('+Inf')).toBe(3);
-    expect(s.get('mfa_gateway_request_duration_seconds_count{route="orders"}')).toBe(3);
-    expect(s.get('mfa_gateway_request_duration_seconds_sum{route="orders"}')).toBeCloseTo(0.00274, 10);
-    expect(names(s, 'mfa_gateway_request_duration_seconds_bucket{route="orders"')).toHaveLength(LATENCY_BUCKETS.length + 1);
+    // Histogram: cumulative buckets, +Inf = count, sum; one per route and decision.
+    const b = (le: string, decision = 'allow') => s.get(`mfa_gateway_request_duration_seconds_bucket{route="orders",decision="${decision}",le="${le}"}`);
+    expect(b('0.0001')).toBe(0);
+    expect(b('0.001')).toBe(1); // 0.0007 (le is inclusive)
+    expect(b('0.0025')).toBe(2); // + 0.002
+    expect(b('30')).toBe(2);
+    expect(b('+Inf')).toBe(2);
+    expect(b('0.0001', 'deny')).toBe(1); // 0.00004
+    expect(b('+Inf', 'deny')).toBe(1);
+    expect(s.get('mfa_gateway_request_duration_seconds_count{route="orders",decision="allow"}')).toBe(2);
+    expect(s.get('mfa_gateway_request_duration_seconds_sum{route="orders",decision="allow"}')).toBeCloseTo(0.0027, 10);
+    expect(s.get('mfa_gateway_request_duration_seconds_count{route="orders",decision="deny"}')).toBe(1);
+    expect(s.get('mfa_gateway_request_duration_seconds_count{route="refunds",decision="deny"}')).toBe(1);
+    expect(s.get('mfa_gateway_request_duration_seconds_count{route="(none)",decision="deny"}')).toBe(1);
+    expect(names(s, 'mfa_gateway_request_duration_seconds_bucket{route="orders",decision="allow"')).toHaveLength(LATENCY_BUCKETS.length + 1);
+  });
+
+  it('follows the naming conventions: counters end in _total, the ratio in _ratio, and build_info is 1', async () => {
+    const m = createMetrics({ defaultMetrics: false, build: { version: '9.9.9', node: '20.20.2', uws: '20.30.0-unofficial.0' } });
+    m.setCollectors({ verifierUtilization: () => 0.5, auditDropped: () => 3 });
+    const text = (await m.text()).body;
+    for (const [, name, type] of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+      if (type === 'counter') expect(name).toMatch(/_total$/);
+      if (name!.endsWith('_total')) expect(type).toBe('counter');
+    }
+    expect(text).toMatch(/^# TYPE mfa_gateway_audit_dropped_lines_total counter$/m);
+    expect(text).toMatch(/^# TYPE mfa_gateway_verifier_utilization_ratio gauge$/m);
+    const s = series(text);
+    expect(s.get('mfa_gateway_audit_dropped_lines_total')).toBe(3);
+    expect(s.get('mfa_gateway_verifier_utilization_ratio')).toBe(0.5);
+    expect(s.get('mfa_gateway_build_info{version="9.9.9",node="20.20.2",uws="20.30.0-unofficial.0"}')).toBe(1);
+    expect(names(s, 'mfa_gateway_audit_dropped_lines{')).toEqual([]);
+    expect(s.has('mfa_gateway_verifier_utilization')).toBe(false);
+    // Without a build given, the package's own versions.
+    const own = series((await createMetrics({ defaultMetrics: false }).text()).body);
+    const info = names(own, 'mfa_gateway_build_info');
+    expect(info).toEqual([`mfa_gateway_build_info{version="0.1.0",node="${process.versions.node}",uws="20.30.0-unofficial.0"}`]);
   });
 
   it('puts a bucket bound in its own bucket and values beyond the largest bound only in +Inf', async () => {
@@ -106,8 +132,8 @@ describe('createMetrics', () => {
     expect(s.get('mfa_gateway_token_cache_entries')).toBe(10);
     expect(s.get('mfa_gateway_token_negative_cache_entries')).toBe(20);
     expect(s.get('mfa_gateway_verifier_queue_depth')).toBe(4);
-    expect(s.get('mfa_gateway_verifier_utilization')).toBe(0.25);
-    expect(s.get('mfa_gateway_audit_dropped_lines')).toBe(7);
+    expect(s.get('mfa_gateway_verifier_utilization_ratio')).toBe(0.25);
+    expect(s.get('mfa_gateway_audit_dropped_lines_total')).toBe(7);
     expect(s.get('mfa_gateway_upstream_connections{upstream="orders"}')).toBe(3);
     expect(s.get('mfa_gateway_upstream_requests_pending{upstream="orders"}')).toBe(1);
     expect(s.get('mfa_gateway_upstream_requests_running{upstream="orders"}')).toBe(2);
@@ -124,11 +150,11 @@ describe('createMetrics', () => {
   it('keeps label sets bounded: unknown reasons, odd statuses and too many route names collapse', async () => {
     const m = createMetrics({ defaultMetrics: false });
     // A raw path passed by mistake, and other junk, never becomes a label value.
-    m.request('orders', 200, '/orders/12345' as AuditReason, 0.001);
-    m.request('orders', 200, 'not a reason' as AuditReason, 0.001);
-    m.request('orders', 7, 'ok', 0.001);
-    m.request('orders', 200.5, 'ok', 0.001);
-    for (let i = 0; i < 3000; i++) m.request(`route-${i}`, 200, 'ok', 0.001);
+    m.request('orders', 200, '/orders/12345' as AuditReason, 0.001, 'allow');
+    m.request('orders', 200, 'not a reason' as AuditReason, 0.001, 'allow');
+    m.request('orders', 7, 'ok', 0.001, 'allow');
+    m.request('orders', 200.5, 'ok', 0.001, 'allow');
+    for (let i = 0; i < 3000; i++) m.request(`route-${i}`, 200, 'ok', 0.001, 'allow');
     for (let i = 0; i < 3000; i++) m.upstream(`up-${i}`, 0.001);
     const s = series((await m.text()).body);
     expect(s.get('mfa_gateway_requests_total{route="orders",status="200",reason="other"}')).toBe(2);
@@ -138,7 +164,7 @@ describe('createMetrics', () => {
     expect(reqSeries.some((k) => k.includes('/orders/'))).toBe(false);
     expect(s.get('mfa_gateway_requests_total{route="other",status="200",reason="ok"}')).toBe(3000 - 999);
     const routes = new Set(names(s, 'mfa_gateway_request_duration_seconds_count').map((k) => k));
-    expect(routes.size).toBeLessThanOrEqual(1001);
+    expect(routes.size).toBeLessThanOrEqual(2 * 1001); // allow and deny per route
     expect(names(s, 'mfa_gateway_upstream_duration_seconds_count').length).toBeLessThanOrEqual(1001);
     expect(s.get('mfa_gateway_upstream_duration_seconds_count{upstream="other"}')).toBe(2000);
   });

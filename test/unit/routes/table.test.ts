@@ -110,9 +110,9 @@ describe('path parameters in the compiled routes', () => {
 
   it('reject a value other than reject / allow, and a route path with `;`', () => {
     expect(() => compile({ pathParameters: 'strip' }, [{ path: '/a/', upstream: 'u', auth: 'none' }])).toThrow(
-      /server\.pathParameters: Invalid option: expected one of "reject"\|"allow"/,
+      /^server\.pathParameters: "strip" is not one of reject, allow$/,
     );
-    expect(() => compile({}, [{ path: '/a/', upstream: 'u', auth: 'none', pathParameters: true }])).toThrow(/routes\[0\]\.pathParameters: /);
+    expect(() => compile({}, [{ path: '/a/', upstream: 'u', auth: 'none', pathParameters: true }])).toThrow(/^routes\[0\]\.pathParameters: must be one of reject, allow$/);
     expect(() => compile({ pathParameters: 'allow' }, [{ path: '/a;x/', upstream: 'u', auth: 'none' }])).toThrow(
       /routes\[0\]\.path: must be a normalized path \(RFC 3986 pchar only; no ;, /,
     );
