@@ -1,18 +1,17 @@
-import type { us_listen_socket } from 'uWebSockets.js';
+import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { GatewayState } from './config/state.js';
 import type { Verifier } from './authn/types.js';
 import { createVerifier } from './authn/verifier.js';
-import { GatewayError } from './errors.js';
-import { UpstreamPools } from './proxy/pools.js';
-import type { Services } from './pipeline/services.js';
 import type { RequestContext } from './pipeline/context.js';
-import { frontHandler, type StateHolder } from './server/front.js';
-import { mountAdmin } from './server/admin.js';
+import type { SharedServices } from './pipeline/services.js';
+import { startFrontEnd, type FrontEnd } from './server/front-end.js';
+import { mountAdmin, type AdminRoute } from './server/admin.js';
+import { listenExclusive } from './server/listen.js';
 import { SYSTEM_RUNTIME, type Runtime } from './runtime.js';
 import { recordRequest } from './observe/record.js';
 import { loadUws } from './server/uws.js';
 import { createLogger, type Logger } from './observe/log.js';
-import { createAudit } from './observe/audit.js';
+import { createAudit, type Audit } from './observe/audit.js';
 import { createMetrics, type Collectors, type Metrics } from './observe/metrics.js';
 import { createRateLimits } from './limits/limits.js';
 
@@ -36,100 +35,77 @@ export interface GatewayHandle {
   close(): Promise<void>;
 }
 
-/** uSockets' `LIBUS_LISTEN_EXCLUSIVE_PORT` (uWebSockets.js ListenOptions). */
-const LIBUS_LISTEN_EXCLUSIVE_PORT = 1;
-interface ExclusiveListen {
-  listen(host: string, port: number, options: number, cb: (socket: us_listen_socket | false) => void): void;
+/** The process-wide parts the gateway builds once: shared by every front end, closed last. */
+interface Process {
+  readonly shared: SharedServices;
+  readonly verifier: Verifier | null;
+  readonly audit: Audit;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  record(ctx: RequestContext): void;
+  close(): Promise<void>;
 }
 
-function listen(app: import('uWebSockets.js').TemplatedApp, host: string, port: number, what: string): Promise<{ socket: us_listen_socket; port: number }> {
-  const uws = loadUws();
-  return new Promise((resolve, reject) => {
-    // uSockets sets SO_REUSEPORT by default, so a second gateway on the same port would
-    // "listen" too and share the traffic unnoticed; an exclusive port fails instead.
-    // (The package's typings lack this overload; the native listen takes host, port, options, callback.)
-    (app as unknown as ExclusiveListen).listen(host, port, LIBUS_LISTEN_EXCLUSIVE_PORT, (socket) => {
-      if (!socket) {
-        reject(new GatewayError('LISTEN_FAILED', `cannot listen on ${host}:${port} for the ${what} listener (address in use or not available)`));
-      } else {
-        resolve({ socket, port: uws.us_socket_local_port(socket as unknown as import('uWebSockets.js').us_socket) });
-      }
-    });
-  });
-}
-
-/**
- * Starts the gateway with a compiled config: verifier (keys fetched once), upstream
- * pools, the public uWS listener and the admin listener.
- *
- * @example
- * const gw = await startGateway(loadConfig('gateway.yaml'));
- * process.on('SIGTERM', () => gw.close().then(() => process.exit(0)));
- */
-export async function startGateway(config: GatewayState, options: GatewayOptions = {}): Promise<GatewayHandle> {
-  const uws = loadUws();
-  const logger = options.logger ?? createLogger({ level: config.log.level });
+async function startProcess(state: GatewayState, options: GatewayOptions): Promise<Process> {
+  const logger = options.logger ?? createLogger({ level: state.log.level });
   const metrics = options.metrics ?? createMetrics();
   const runtime = options.runtime ?? SYSTEM_RUNTIME;
   const verifier: Verifier | null =
-    config.issuers.length > 0
-      ? createVerifier(config, {
+    state.issuers.length > 0
+      ? createVerifier(state, {
           now: runtime.now,
           fetch: runtime.fetch,
-          log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => logger[level](fields ?? {}, msg),
+          log: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => logger[level](fields ?? {}, msg),
           onKeyFetch: (issuer: string, ok: boolean) => metrics.jwksFetch(issuer, ok),
           onTaskTimeout: () => metrics.verifierTimeout(),
         })
       : null;
+  const audit = createAudit(state.audit, { now: runtime.now, onError: (err) => logger.error({ err: err.message }, 'audit destination failed') });
   await verifier?.start();
-  const pools = new UpstreamPools(config.upstreams);
-
-  const rateLimits = createRateLimits(config.rateLimit, { now: runtime.now });
-  const audit = createAudit(config.audit, { now: runtime.now, onError: (err) => logger.error({ err: err.message }, 'audit destination failed') });
-  metrics.setCollectors({
-    pools: () => [...pools.entries()].map(([upstream, p]) => ({ upstream, ...p.stats() })),
-    auditDropped: () => audit.dropped(),
-    ...(verifier?.stats ? verifierCollectors(verifier) : {}),
-  });
-
-  let inFlight = 0;
-  let drained: (() => void) | null = null;
   const reportInternal = (ctx: RequestContext | null, err: unknown): void => {
     metrics.internalError();
     // The message and stack only: never request data, which could hold a token.
     const e = err instanceof Error ? err : new Error(String(err));
     logger.error({ request_id: ctx?.requestId ?? null, route: ctx?.route?.name ?? null, err: e.message, stack: e.stack }, 'internal error while handling a request');
   };
-  const services: Services = {
+  const shared: SharedServices = {
     runtime,
     verifier,
-    limits: rateLimits,
-    pools,
+    limits: createRateLimits(state.rateLimit, { now: runtime.now }),
     metrics,
-    draining: false,
-    finished(ctx) {
-      inFlight--;
-      recordRequest(ctx, audit, metrics, logger, (c) => reportInternal(c, new Error('a request finished without a reason')));
-      if (inFlight === 0 && drained) drained();
-    },
     internalError: reportInternal,
     sprayingBlocked: (client) => {
       metrics.sprayingBlocked();
       logger.warn({ client }, 'token spraying: address blocked');
     },
   };
-  const holder: StateHolder = { current: config };
+  return {
+    shared,
+    verifier,
+    audit,
+    logger,
+    metrics,
+    record: (ctx) => recordRequest(ctx, audit, metrics, logger, (c) => reportInternal(c, new Error('a request finished without a reason'))),
+    async close() {
+      await verifier?.close();
+      await audit.close();
+    },
+  };
+}
 
-  const tls = config.listen.tls;
-  const app = tls
-    ? uws.SSLApp({ cert_file_name: tls.cert, key_file_name: tls.key, ...(tls.passphrase ? { passphrase: tls.passphrase } : {}) })
-    : uws.App();
-  app.any(
-    '/*',
-    frontHandler(services, holder, () => {
-      inFlight++;
-    }),
-  );
+/**
+ * Starts the gateway with a compiled state: the process-wide parts (verifier with its
+ * key sets fetched once, rate limits, audit, metrics), the public front end and the
+ * admin listener.
+ *
+ * @example
+ * const gw = await startGateway(loadConfig('gateway.yaml'));
+ * process.on('SIGTERM', () => gw.close().then(() => process.exit(0)));
+ */
+export async function startGateway(state: GatewayState, options: GatewayOptions = {}): Promise<GatewayHandle> {
+  const uws = loadUws();
+  const proc = await startProcess(state, options);
+  const { logger, metrics } = proc;
 
   // Defence in depth behind the per-request boundary: a promise chain that escaped it is
   // logged and counted, and the process keeps serving (Node's default would exit).
@@ -140,59 +116,60 @@ export async function startGateway(config: GatewayState, options: GatewayOptions
   };
   process.on('unhandledRejection', onUnhandled);
 
-  let publicSocket: us_listen_socket | null = null;
+  let front: FrontEnd | null = null;
   let adminSocket: us_listen_socket | null = null;
   const cleanup = async () => {
     process.off('unhandledRejection', onUnhandled);
-    if (publicSocket) uws.us_listen_socket_close(publicSocket);
+    front?.stopListening();
     if (adminSocket) uws.us_listen_socket_close(adminSocket);
-    publicSocket = adminSocket = null;
-    await pools.close();
-    await verifier?.close();
-    await audit.close();
+    adminSocket = null;
+    await front?.close();
+    await proc.close();
   };
   try {
-    const pub = await listen(app, config.listen.host, config.listen.port, 'public');
-    publicSocket = pub.socket;
-    const adminApp = mountAdmin(uws.App(), {
+    front = await startFrontEnd(state, proc.shared, proc.record);
+    const fe = front;
+    metrics.setCollectors({
+      pools: () => [...fe.services.pools.entries()].map(([upstream, p]) => ({ upstream, ...p.stats() })),
+      auditDropped: () => proc.audit.dropped(),
+      ...(proc.verifier?.stats ? verifierCollectors(proc.verifier) : {}),
+    });
+    const routes: AdminRoute[] = [];
+    const adminApp: TemplatedApp = mountAdmin(uws.App(), {
       ready: () => {
-        const keys = verifier?.readiness() ?? { ready: true, issuers: {}, pool: { ok: true } };
-        const listening = publicSocket !== null && !services.draining;
+        const keys = proc.verifier?.readiness() ?? { ready: true, issuers: {}, pool: { ok: true } };
+        const listening = fe.listening() && !fe.services.draining;
         return {
           ready: listening && keys.ready,
-          checks: { listening, config: 'loaded', upstreams: [...config.upstreams.keys()], issuers: keys.issuers, verifier: keys.pool },
+          checks: { listening, config: 'loaded', upstreams: [...fe.holder.current.upstreams.keys()], issuers: keys.issuers, verifier: keys.pool },
         };
       },
       metrics: () => metrics.text(),
+      routes,
     });
-    const adm = await listen(adminApp, config.admin.host, config.admin.port, 'admin');
+    const adm = await listenExclusive(adminApp, state.admin.host, state.admin.port, 'admin');
     adminSocket = adm.socket;
 
-    logger.info({ port: pub.port, adminPort: adm.port, host: config.listen.host, routes: config.routes.length }, 'listening');
+    logger.info({ port: fe.port, adminPort: adm.port, host: state.listen.host, routes: state.routes.length }, 'listening');
 
     let closing: Promise<void> | null = null;
     return {
-      port: pub.port,
+      port: fe.port,
       adminPort: adm.port,
-      config,
-      inFlight: () => inFlight,
+      config: state,
+      inFlight: () => fe.inFlight(),
       close() {
         closing ??= (async () => {
-          services.draining = true;
+          fe.services.draining = true;
           // Stop accepting: new connections are refused from here on.
-          if (publicSocket) uws.us_listen_socket_close(publicSocket);
-          publicSocket = null;
-          if (inFlight > 0) {
-            logger.info({ inFlight }, 'draining');
-            await new Promise<void>((resolve) => {
-              const timer = setTimeout(resolve, config.server.drainTimeoutMs);
-              drained = () => {
-                clearTimeout(timer);
-                resolve();
-              };
-            });
+          fe.stopListening();
+          if (fe.inFlight() > 0) {
+            logger.info({ inFlight: fe.inFlight() }, 'draining');
+            let timer: NodeJS.Timeout | undefined;
+            await Promise.race([fe.idle(), new Promise<void>((resolve) => (timer = setTimeout(resolve, state.server.drainTimeoutMs)))]);
+            clearTimeout(timer);
           }
-          if (inFlight > 0) logger.warn({ inFlight }, 'drain timeout: closing with requests in flight');
+          if (fe.inFlight() > 0) logger.warn({ inFlight: fe.inFlight() }, 'drain timeout: closing with requests in flight');
           await cleanup();
           logger.info({}, 'stopped');
           logger.flush();

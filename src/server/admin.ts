@@ -1,10 +1,130 @@
-import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import { timingSafeEqual } from 'node:crypto';
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { readinessExposition } from '../observe/metrics.js';
 
 /** What the admin listener serves; filled by the gateway (and metrics by src/observe). */
 export interface AdminSources {
   ready(): { ready: boolean; checks: Record<string, unknown> };
   metrics?(): Promise<{ contentType: string; body: string }>;
+  /** More endpoints, one object each, from the feature they belong to (src/admin/). */
+  routes?: readonly AdminRoute[];
+  /**
+   * The bearer secret state-changing endpoints ask for (`admin.tokenFile`); null when the
+   * admin listener is on a loopback address and none is configured.
+   */
+  token?: string | null;
+}
+
+/** An admin request, copied out of uWS, with its body read (up to MAX_ADMIN_BODY). */
+export interface AdminRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly query: string;
+  /** Lower-case names. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Buffer;
+}
+
+export interface AdminReply {
+  readonly status: number;
+  /** An object is sent as JSON. */
+  readonly body: string | object;
+  readonly contentType?: string;
+}
+
+/** One admin endpoint. */
+export interface AdminRoute {
+  readonly method: 'get' | 'post' | 'delete';
+  readonly path: string;
+  /** State-changing (reload, revocations): needs the admin token whenever one is set. */
+  readonly mutates: boolean;
+  handle(req: AdminRequest): AdminReply | Promise<AdminReply>;
+}
+
+/** Admin bodies are small JSON documents; anything larger is refused (413). */
+const MAX_ADMIN_BODY = 64 * 1024;
+
+const STATUS: Readonly<Record<number, string>> = {
+  200: '200 OK',
+  201: '201 Created',
+  202: '202 Accepted',
+  204: '204 No Content',
+  400: '400 Bad Request',
+  401: '401 Unauthorized',
+  404: '404 Not Found',
+  409: '409 Conflict',
+  413: '413 Payload Too Large',
+  422: '422 Unprocessable Content',
+  500: '500 Internal Server Error',
+  503: '503 Service Unavailable',
+};
+
+/** True when `authorization` carries the admin token (a constant-time comparison). */
+function authorized(authorization: string | undefined, token: string): boolean {
+  if (authorization === undefined || !/^bearer /i.test(authorization)) return false;
+  const given = Buffer.from(authorization.slice(7).trim());
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+function mountRoute(app: TemplatedApp, route: AdminRoute, token: string | null): void {
+  const handler = (res: HttpResponse, req: HttpRequest): void => {
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    const headers: Record<string, string> = {};
+    req.forEach((k, v) => {
+      headers[k] = headers[k] === undefined ? v : `${headers[k]}, ${v}`;
+    });
+    const base = { method: req.getMethod().toUpperCase(), path: req.getUrl(), query: req.getQuery() ?? '', headers };
+    if (route.mutates && token !== null && !authorized(headers['authorization'], token)) {
+      // RFC 6750 §3: the admin token is a bearer token of the admin listener's own.
+      reply(res, { status: 401, body: { error: 'unauthorized', error_description: 'This endpoint needs the admin token (admin.tokenFile).' } }, 'Bearer realm="mfa-gateway-admin"');
+    }
+    const run = (body: Buffer): void => {
+      Promise.resolve()
+        .then(() => route.handle({ ...base, body }))
+        .then(
+          (r) => {
+            if (!aborted) reply(res, r);
+          },
+          () => {
+            if (!aborted) reply(res, { status: 500, body: { error: 'internal_error' } });
+          },
+        );
+    };
+    const length = headers['content-length'];
+    if (headers['transfer-encoding'] === undefined && (length === undefined || length === '0')) return run(Buffer.alloc(0));
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let refused = false;
+    res.onData((ab, isLast) => {
+      if (refused || aborted) return;
+      size += ab.byteLength;
+      if (size > MAX_ADMIN_BODY) {
+        refused = true;
+        reply(res, { status: 413, body: { error: 'payload_too_large', error_description: `Admin request bodies are at most ${MAX_ADMIN_BODY} bytes.` } });
+        return;
+      }
+      chunks.push(Buffer.from(ab.slice(0)));
+      if (isLast) run(Buffer.concat(chunks));
+    });
+  };
+  if (route.method === 'get') app.get(route.path, handler);
+  else if (route.method === 'post') app.post(route.path, handler);
+  else app.del(route.path, handler);
+}
+
+function reply(res: HttpResponse, r: AdminReply, challenge?: string): void {
+  const text = typeof r.body === 'string' ? r.body : JSON.stringify(r.body);
+  res.cork(() => {
+    res.writeStatus(STATUS[r.status] ?? `${r.status}`);
+    res.writeHeader('content-type', r.contentType ?? (typeof r.body === 'string' ? 'text/plain' : 'application/json'));
+    res.writeHeader('cache-control', 'no-store');
+    if (challenge !== undefined) res.writeHeader('www-authenticate', challenge);
+    res.end(text);
+  });
 }
 
 function send(res: HttpResponse, status: string, contentType: string, body: string): void {
@@ -69,6 +189,7 @@ export function mountAdmin(app: TemplatedApp, sources: AdminSources): TemplatedA
       },
     );
   });
+  for (const route of sources.routes ?? []) mountRoute(app, route, sources.token ?? null);
   app.any('/*', (res) => send(res, '404 Not Found', 'application/json', '{"error":"not_found"}'));
   return app;
 }
