@@ -1,11 +1,11 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { openSync } from 'node:fs';
-import pino from 'pino';
+import { LineSink } from './line-sink.js';
 import type { CacheOutcome } from '../authn/types.js';
 import type { Reason } from '../reasons.js';
 import type { CompiledAudit } from '../config/observe-schema.js';
 import { GatewayError } from '../errors.js';
-import { LINE_SHAPE } from './log.js';
+import { auditLine } from './audit-line.js';
 
 /**
  * The audit line's `reason` (and the metrics' `reason` label) is a word of the one
@@ -96,24 +96,7 @@ function hmac(token: string): string {
   return createHmac('sha256', TOKEN_HASH_KEY).update(token).digest('hex').slice(0, 16);
 }
 
-/**
- * Redacted at the top level and inside the header containers a future field would
- * use (`headers`, `req.headers`, …), in both spellings. Explicit paths, not
- * wildcards: measured here, each `*.` level of fast-redact wildcards adds about
- * 9 µs to every line (a quarter of a cached request's whole budget), while explicit
- * paths cost nothing measurable. AuditEntry is a closed type, so no other field can
- * carry headers without a change here.
- */
-const SECRET_KEYS = ['authorization', 'Authorization', 'cookie', 'Cookie', 'proxy-authorization', 'Proxy-Authorization', 'set-cookie', 'token'];
-const HEADER_CONTAINERS = ['', 'headers', 'req.headers', 'request.headers', 'res.headers', 'response.headers'];
-const REDACT_PATHS = HEADER_CONTAINERS.flatMap((c) =>
-  SECRET_KEYS.map((k) => {
-    const key = /^[A-Za-z_$][\w$]*$/.test(k) ? k : `["${k}"]`;
-    return c === '' ? key : key.startsWith('[') ? `${c}${key}` : `${c}.${key}`;
-  }),
-);
 
-const round3 = (ms: number): number => Math.round(ms * 1000) / 1000;
 
 /**
  * The `time` of audit lines, from the gateway's clock (src/runtime.ts). pino's isoTime
@@ -127,7 +110,7 @@ function isoTimeOf(now: () => number): () => string {
     const t = now();
     if (t !== isoAt) {
       isoAt = t;
-      isoText = `,"time":"${new Date(t).toISOString()}"`;
+      isoText = new Date(t).toISOString();
     }
     return isoText;
   };
@@ -187,63 +170,27 @@ export function createAudit(cfg: CompiledAudit, options: { onError?: (err: Error
       throw new GatewayError('AUDIT_OPEN_FAILED', `cannot open the audit log ${cfg.destination}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
     }
   }
-  // Asynchronous sonic-boom destination: record() appends to a buffer, the write
-  // happens later off the request's path. pino.destination also flushes it
-  // synchronously if the process exits with lines still buffered.
-  const dest = pino.destination({
-    dest: fd,
-    sync: false,
-    minLength: cfg.bufferBytes,
-    // sonic-boom refuses a minLength that is not below maxWrite (16 KiB by default).
-    maxWrite: Math.max(16_384, 2 * cfg.bufferBytes),
-    maxLength: cfg.maxBufferBytes,
-    periodicFlush: cfg.flushIntervalMs,
+  // record() encodes the line into a buffer; the write happens later, off the request's
+  // path (src/observe/line-sink.ts). A full disk must not take the gateway down: errors
+  // are reported, never thrown.
+  const sink = new LineSink(fd, {
+    bufferBytes: cfg.bufferBytes,
+    maxBufferBytes: cfg.maxBufferBytes,
+    flushIntervalMs: cfg.flushIntervalMs,
+    ...(options.onError ? { onError: options.onError } : {}),
   });
-  let dropped = 0;
-  dest.on('drop', () => {
-    dropped++;
-  });
-  // A full disk must not take the gateway down with an unhandled 'error' event.
-  dest.on('error', (err: Error) => options.onError?.(err));
-
-  const logger = pino(
-    {
-      base: null,
-      // The operational log's shape (src/observe/log.ts LINE_SHAPE): `"level":"info"`, an
-      // ISO `time` from the gateway's clock, and `"msg":"audit"`, which tells audit lines
-      // from the operational log's when both go to stdout. pino renders the level text
-      // once per logger, not per line; isoTimeOf shares one text per millisecond.
-      ...LINE_SHAPE,
-      timestamp: isoTimeOf(options.now ?? Date.now),
-      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-      // Claims (subject, acr, amr, issuer) are whatever the token holds.
-      hooks: { streamWrite: escapeLineBreakers },
-    },
-    dest,
-  );
-
-  let ended = false;
-  dest.once('close', () => {
-    ended = true;
-  });
+  // The line's shape is the operational log's (src/observe/log.ts LINE_SHAPE); it is
+  // written by auditLine, not by a pino logger (src/observe/audit-line.ts says why).
+  const time = isoTimeOf(options.now ?? Date.now);
   let closed: Promise<void> | null = null;
   return {
     record(entry) {
       if (closed !== null) return;
-      entry.total_ms = round3(entry.total_ms);
-      if (entry.verify_ms !== null) entry.verify_ms = round3(entry.verify_ms);
-      if (entry.upstream_ms !== null) entry.upstream_ms = round3(entry.upstream_ms);
-      logger.info(entry, 'audit');
+      sink.write(auditLine(entry, time()));
     },
-    dropped: () => dropped,
+    dropped: () => sink.dropped,
     close() {
-      closed ??= new Promise<void>((resolve) => {
-        if (ended) return resolve();
-        dest.once('close', () => resolve());
-        dest.once('error', () => resolve());
-        // end() writes everything buffered, then closes the file (never fd 1 / 2).
-        dest.end();
-      });
+      closed ??= sink.close();
       return closed;
     },
   };

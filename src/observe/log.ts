@@ -1,3 +1,4 @@
+import { escapeLineBreakers } from './audit.js';
 import pino, { type Logger } from 'pino';
 
 export type { Logger };
@@ -37,6 +38,9 @@ export function createLogger(options: { level?: string; destination?: pino.Desti
       level,
       base: { service: 'mfa-gateway' },
       ...LINE_SHAPE,
+      // A claim or a path in a log field must not split the line for a reader that breaks
+      // lines on U+2028, U+2029 or C1 controls (the audit line escapes them the same way).
+      hooks: { streamWrite: escapeLineBreakers },
       redact: {
         paths: ['authorization', 'cookie', 'proxy-authorization', '*.authorization', '*.cookie', '*["proxy-authorization"]', 'token', '*.token'],
         censor: '[redacted]',

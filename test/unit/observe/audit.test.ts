@@ -124,7 +124,7 @@ describe('createAudit', () => {
     expect(lines[2]!['token_hash']).toBe(tokenHash(OTHER_TOKEN));
   });
 
-  it('redacts Authorization, cookies and Proxy-Authorization wherever a header object could appear', async () => {
+  it('writes only its fixed fields: a header object or a token slipped into the entry never reaches the line', async () => {
     const c = cfg();
     const audit = createAudit(c);
     const leaky = {
@@ -137,14 +137,11 @@ describe('createAudit', () => {
     audit.record(leaky as unknown as AuditEntry);
     await audit.close();
     const text = readFileSync(c.destination, 'utf8');
-    for (const secret of [TOKEN, OTHER_TOKEN, 'c2VjcmV0', 'secret-cookie', 'other-secret', 'secret-set']) expect(text).not.toContain(secret);
+    for (const secret of [TOKEN, OTHER_TOKEN, 'c2VjcmV0', 'secret-cookie', 'other-secret', 'secret-set', 'visible']) expect(text).not.toContain(secret);
     const [line] = readLines(c.destination);
-    expect(line).toMatchObject({
-      authorization: '[redacted]',
-      token: '[redacted]',
-      headers: { authorization: '[redacted]', 'proxy-authorization': '[redacted]', cookie: '[redacted]', 'x-kept': 'visible' },
-      req: { headers: { Authorization: '[redacted]', Cookie: '[redacted]', 'set-cookie': '[redacted]' } },
-    });
+    expect(Object.keys(line!).sort()).toEqual(
+      ['level', 'time', 'request_id', 'client', 'method', 'path', 'route', 'upstream', 'status', 'decision', 'reason', 'issuer', 'subject', 'amr', 'acr', 'token_hash', 'cache', 'total_ms', 'verify_ms', 'upstream_ms', 'msg'].sort(),
+    );
   });
 
   it('keeps every line one line: claims with C0 / C1 controls, NEL, U+2028 and U+2029 are written as JSON escapes', async () => {
