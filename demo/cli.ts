@@ -3,7 +3,9 @@
  * `npm run demo` (= `node dist/demo/cli.js`): starts the demo identity provider,
  * the demo upstream and the gateway on loopback and prints what to try.
  * `node dist/demo/cli.js token --mfa` logs in through the running demo's login page
- * over HTTP and prints only the access token, for `TOKEN=$(…)` in scripts.
+ * over HTTP and prints only the access token, for `TOKEN=$(…)` in scripts; with `--dpop`
+ * the token is bound to a key made for this run, and a proof for one request follows it.
+ * `node dist/demo/cli.js logout TOKEN` ends the token's session at the identity provider.
  */
 import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
@@ -11,18 +13,23 @@ import { parseDuration } from 'mfa-gateway';
 import { demoAccounts } from './accounts.js';
 import { DEMO_PORTS } from './constants.js';
 import { otpauthUri } from './totp.js';
-import { fetchToken, TokenFlowError } from './token-client.js';
+import { dpopKeyPair, dpopProof, fetchToken, logoutAtIdp, TokenFlowError } from './token-client.js';
 
 const USAGE = `usage:
   npm run demo                         start the demo (identity provider, upstream, gateway) and print what to try
   node dist/demo/cli.js token --mfa    log in as alice with password + TOTP; print only the access token
   node dist/demo/cli.js token --pwd    log in as alice with the password only ("skip the second factor")
+  node dist/demo/cli.js token --mfa --dpop   a DPoP-bound token (RFC 9449) on one line, a proof for one request on the next
+  node dist/demo/cli.js logout TOKEN   end the session of TOKEN at the identity provider (it tells the gateway)
 token options:
   --user NAME          demo account (alice, or bob: password only)     --password TEXT   its password
   --auth-age DURATION  back-date the login (e.g. 10m) to see the max_age step-up
   --acr-values VALUES  ask for an acr (RFC 9470 step-up)               --max-age SECONDS  ask for a fresh login
   --idp URL            the demo identity provider (default http://127.0.0.1:$DEMO_IDP_PORT or :${DEMO_PORTS.idp})
   --claims             print the access token's claims (JSON) instead of the token
+  --dpop               bind the token to a key made for this run; print a proof for the request after it:
+  --url URL            the request the proof is for (default http://127.0.0.1:$DEMO_GATEWAY_PORT/api/hello)
+  --method METHOD      its method (default GET)
 environment (start): DEMO_GATEWAY_PORT (${DEMO_PORTS.gateway}), DEMO_ADMIN_PORT (${DEMO_PORTS.admin}), DEMO_IDP_PORT (${DEMO_PORTS.idp}),
   DEMO_UPSTREAM_PORT (${DEMO_PORTS.upstream}), DEMO_TOTP_SECRET (alice's Base32 TOTP secret)`;
 
@@ -123,6 +130,9 @@ async function token(argv: string[]): Promise<void> {
         'max-age': { type: 'string' },
         idp: { type: 'string' },
         claims: { type: 'boolean' },
+        dpop: { type: 'boolean' },
+        url: { type: 'string' },
+        method: { type: 'string' },
       },
     }));
   } catch (err) {
@@ -144,6 +154,20 @@ async function token(argv: string[]): Promise<void> {
     if (!Number.isInteger(maxAge) || maxAge < 0) fail(`--max-age ${values['max-age']}: whole seconds`);
   }
   const issuer = values.idp ?? `http://127.0.0.1:${portFromEnv('idp')}`;
+  if (!values.dpop && (values.url !== undefined || values.method !== undefined)) fail(`--url and --method go with --dpop\n${USAGE}`);
+  const target = values.url ?? `http://127.0.0.1:${portFromEnv('gateway')}/api/hello`;
+  let htu: string;
+  try {
+    // RFC 9449 §4.2: htu is the URI without query and fragment.
+    const u = new URL(target);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('not http(s)');
+    htu = `${u.origin}${u.pathname}`;
+  } catch {
+    fail(`--url ${target}: an http:// or https:// URL`);
+  }
+  const method = values.method ?? 'GET';
+  if (!/^[A-Z]{3,7}$/.test(method)) fail(`--method ${method}: an HTTP method such as GET or POST`);
+  const key = values.dpop ? dpopKeyPair() : undefined;
   try {
     const result = await fetchToken({
       issuer,
@@ -155,10 +179,30 @@ async function token(argv: string[]): Promise<void> {
       ...(values['acr-values'] ? { acrValues: values['acr-values'] } : {}),
       ...(maxAge !== undefined ? { maxAge } : {}),
       onWait: (m) => process.stderr.write(`demo token: ${m}\n`),
+      ...(key !== undefined ? { dpop: key } : {}),
     });
-    process.stdout.write(values.claims ? `${JSON.stringify(result.claims, null, 2)}\n` : `${result.accessToken}\n`);
+    if (values.claims) process.stdout.write(`${JSON.stringify(result.claims, null, 2)}\n`);
+    else if (key !== undefined) process.stdout.write(`${result.accessToken}\n${dpopProof(key, method, htu, result.accessToken)}\n`);
+    else process.stdout.write(`${result.accessToken}\n`);
   } catch (err) {
     if (err instanceof TokenFlowError) fail(`token: ${err.message}`);
+    throw err;
+  }
+}
+
+async function logout(argv: string[]): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: { idp: { type: 'string' } }, allowPositionals: true });
+  } catch (err) {
+    fail(`${(err as Error).message}\n${USAGE}`);
+  }
+  const [accessToken, ...extra] = parsed.positionals;
+  if (accessToken === undefined || accessToken === '' || extra.length > 0) fail(`logout needs exactly one access token\n${USAGE}`);
+  try {
+    await logoutAtIdp(parsed.values.idp ?? `http://127.0.0.1:${portFromEnv('idp')}`, accessToken);
+  } catch (err) {
+    if (err instanceof TokenFlowError) fail(`logout: ${err.message}`);
     throw err;
   }
 }
@@ -167,6 +211,7 @@ async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   if (command === undefined || command === 'start') return start();
   if (command === 'token') return token(rest);
+  if (command === 'logout') return logout(rest);
   if (command === 'help' || command === '--help' || command === '-h') {
     process.stdout.write(`${USAGE}\n`);
     return;

@@ -1,6 +1,7 @@
-import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { LRUCache } from 'lru-cache';
+import { jwtVerify } from 'jose';
 import type { Interaction, KoaContext, Provider as ProviderType, TokenModel } from 'oidc-provider';
 import { demoAccounts, passwordMatches, type DemoAccount } from './accounts.js';
 import {
@@ -13,7 +14,7 @@ import {
   DEMO_REDIRECT_URI,
   DEMO_RESOURCE,
 } from './constants.js';
-import { appHomePage, consentPage, errorPage, loginPage, otpPage, PAGE_HEADERS, tokenPage } from './pages.js';
+import { appHomePage, consentPage, errorPage, loggedOutPage, loginPage, logoutPage, otpPage, PAGE_HEADERS, tokenPage } from './pages.js';
 import { createDemoStore } from './store.js';
 import { TotpVerifier } from './totp.js';
 import { authorizationRequest, jwtPayload } from './token-client.js';
@@ -39,8 +40,13 @@ export interface DemoIdp {
   readonly issuer: string;
   readonly port: number;
   setGatewayUrl(url: string): void;
+  /** Where the back-channel logout of the demo client goes: the gateway's endpoint (null: nowhere). */
+  setBackchannelLogoutUri(url: string | null): void;
   close(): Promise<void>;
 }
+
+/** The demo client's registered backchannel_logout_uri, standing for the gateway's endpoint of this run. */
+const LOGOUT_PLACEHOLDER = 'http://127.0.0.1/.well-known/mfa-gateway/backchannel-logout';
 
 /** Wrong passwords or codes allowed per login attempt before it is refused. */
 const MAX_FAILURES = 5;
@@ -95,6 +101,7 @@ export async function startDemoIdp(options: DemoIdpOptions = {}): Promise<DemoId
   const totp = new TotpVerifier(options.now);
   const onError = options.onError ?? ((m: string) => process.stderr.write(`demo idp: ${m}\n`));
   let gatewayUrl = options.gatewayUrl ?? null;
+  let backchannelLogoutUri: string | null = null;
 
   const server: Server = createServer();
   const port = await listenOn(server, host, options.port ?? 0, 'demo identity provider');
@@ -117,6 +124,7 @@ export async function startDemoIdp(options: DemoIdpOptions = {}): Promise<DemoId
   );
 
   const store = createDemoStore();
+  const publicKey = createPublicKey(privateKey);
   const provider: ProviderType = new Provider(issuer, {
     adapter: store.adapter,
     clients: [
@@ -129,8 +137,20 @@ export async function startDemoIdp(options: DemoIdpOptions = {}): Promise<DemoId
         grant_types: ['authorization_code'],
         response_types: ['code'],
         redirect_uris: [DEMO_REDIRECT_URI],
+        // Back-Channel Logout 1.0 §2.2: the gateway, on its own port, which is known only once it
+        // listens (as a loopback redirect URI's port is not part of it, RFC 8252 §7.3): `fetch`
+        // below sends this registration's requests to the gateway's URL of this run.
+        backchannel_logout_uri: LOGOUT_PLACEHOLDER,
+        backchannel_logout_session_required: true,
       },
     ],
+    // Outgoing requests go to loopback (the gateway), which oidc-provider's own SSRF guard refuses.
+    fetch: (url: string, init: RequestInit & { dispatcher?: unknown }) => {
+      const { dispatcher: _guard, ...rest } = init;
+      if (url !== LOGOUT_PLACEHOLDER) return Promise.reject(new Error(`the demo identity provider makes no request to ${url}`));
+      if (backchannelLogoutUri === null) return Promise.reject(new Error('no gateway to send the back-channel logout to'));
+      return globalThis.fetch(backchannelLogoutUri, rest);
+    },
     jwks: { keys: [jwk] },
     cookies: { keys: [randomBytes(32).toString('base64url')] },
     acrValues: [ACR_PWD, ACR_MFA],
@@ -139,7 +159,20 @@ export async function startDemoIdp(options: DemoIdpOptions = {}): Promise<DemoId
     clientBasedCORS: () => false,
     features: {
       devInteractions: { enabled: false },
-      rpInitiatedLogout: { enabled: false },
+      // RFC 9449: a token request with a DPoP proof gets a token bound to the proof's key (cnf.jkt).
+      dPoP: { enabled: true },
+      backchannelLogout: { enabled: true },
+      rpInitiatedLogout: {
+        enabled: true,
+        logoutSource: async (ctx: { type: string; body: string }, form: string) => {
+          ctx.type = 'html';
+          ctx.body = logoutPage(form);
+        },
+        postLogoutSuccessSource: async (ctx: { type: string; body: string }) => {
+          ctx.type = 'html';
+          ctx.body = loggedOutPage();
+        },
+      },
       resourceIndicators: {
         enabled: true,
         defaultResource: async (_ctx: unknown, _client: unknown, oneOf?: string[]) => oneOf ?? DEMO_RESOURCE,
@@ -164,6 +197,8 @@ export async function startDemoIdp(options: DemoIdpOptions = {}): Promise<DemoId
       const source = ctx.oidc.entities.AuthorizationCode ?? ctx.oidc.entities.RefreshToken;
       const account = token.accountId === undefined ? undefined : byId.get(token.accountId);
       return {
+        // The session (as Keycloak and Entra ID put it in access tokens): a back-channel logout names it.
+        ...(token.sid ? { sid: token.sid } : {}),
         ...(source?.amr ? { amr: [...source.amr] } : {}),
         ...(source?.acr ? { acr: source.acr } : {}),
         ...(source?.authTime !== undefined ? { auth_time: source.authTime } : {}),
@@ -319,10 +354,42 @@ export async function startDemoIdp(options: DemoIdpOptions = {}): Promise<DemoId
     return otpForm({ code: 'otp_invalid', message: 'Wrong code. Check the clock of the device that shows it.' });
   };
 
+  /**
+   * Demo only: ends the session an access token of this IdP was issued in, as its own
+   * logout (`/session/end`) would for the demo client: the session is dropped and the
+   * back-channel logout is sent (to the gateway) before the answer. `demo logout` calls it,
+   * so a tour in a terminal can log out without a browser session.
+   */
+  const logoutByToken = async (req: IncomingMessage, res: ServerResponse) => {
+    const form = await readForm(req);
+    const text = (status: number, body: string) => {
+      res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+      res.end(`${body}\n`);
+    };
+    if (form === null) return text(413, 'too large');
+    let claims: Record<string, unknown>;
+    try {
+      claims = (await jwtVerify(form.get('access_token') ?? '', publicKey, { issuer, typ: 'at+jwt', audience: DEMO_AUDIENCE })).payload;
+    } catch {
+      return text(400, 'access_token is no valid access token of this identity provider');
+    }
+    const sid = claims['sid'];
+    const client = await provider.Client.find(DEMO_CLIENT_ID);
+    if (typeof sid !== 'string' || typeof claims['sub'] !== 'string' || client === undefined) return text(400, 'the access token names no session');
+    store.destroySessionsWithSid(sid);
+    try {
+      await client.backchannelLogout(claims['sub'], sid);
+    } catch (err) {
+      return text(502, `the session ended, but the back-channel logout failed: ${(err as Error).message}`);
+    }
+    return text(200, 'logged out');
+  };
+
   /** The demo client (a public client of this IdP, served on the same port for convenience). */
   const app = async (req: IncomingMessage, res: ServerResponse, url: URL) => {
     const home = `${issuer}/app/`;
     const redirectUri = `${issuer}${DEMO_REDIRECT_PATH}`;
+    if (url.pathname === '/app/logout' && req.method === 'POST') return logoutByToken(req, res);
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, errorPage('Not allowed', 'The demo client only has pages to GET.'));
     if (url.pathname === '/app/' || url.pathname === '/app') return send(res, 200, appHomePage(`${issuer}/app/login`, gatewayUrl));
     if (url.pathname === '/app/login') {
@@ -361,7 +428,9 @@ export async function startDemoIdp(options: DemoIdpOptions = {}): Promise<DemoId
       if (!tokenRes.ok || typeof body.access_token !== 'string') {
         return send(res, 502, errorPage('Token request failed', `${body.error ?? tokenRes.status}: ${body.error_description ?? ''}`));
       }
-      return send(res, 200, tokenPage(body.access_token, jwtPayload(body.access_token), gatewayUrl, home));
+      // RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0 §2) of this browser's session.
+      const logoutUrl = `${issuer}/session/end?${new URLSearchParams({ client_id: DEMO_CLIENT_ID })}`;
+      return send(res, 200, tokenPage(body.access_token, jwtPayload(body.access_token), gatewayUrl, home, logoutUrl));
     }
     return send(res, 404, errorPage('Not found', 'No such page.'));
   };
@@ -387,6 +456,9 @@ export async function startDemoIdp(options: DemoIdpOptions = {}): Promise<DemoId
     port,
     setGatewayUrl(url: string) {
       gatewayUrl = url;
+    },
+    setBackchannelLogoutUri(url: string | null) {
+      backchannelLogoutUri = url;
     },
     close() {
       closing ??= new Promise<void>((resolve) => {

@@ -57,6 +57,8 @@ declare module 'oidc-provider' {
     readonly kind: string;
     readonly accountId?: string;
     readonly aud?: string | readonly string[];
+    /** The OP session of the login the token was issued in (Back-Channel Logout 1.0 §2.4). */
+    readonly sid?: string;
   }
 
   /** Grant sources kept on the context at the token endpoint (authorization code, refresh token). */
@@ -115,10 +117,18 @@ declare module 'oidc-provider' {
     readonly OIDCProviderError: typeof OIDCProviderError;
   };
 
+  /** A registered client, as `Client.find` gives it (only what the demo calls). */
+  export interface ClientModel {
+    readonly clientId: string;
+    /** Sends a logout token to the client's backchannel_logout_uri (Back-Channel Logout 1.0 §2.5). */
+    backchannelLogout(sub: string, sid: string): Promise<void>;
+  }
+
   export class Provider {
     constructor(issuer: string, configuration: Record<string, unknown>);
     readonly issuer: string;
     readonly Grant: GrantClass;
+    readonly Client: { find(id: string): Promise<ClientModel | undefined> };
     proxy: boolean;
     callback(): (req: IncomingMessage, res: ServerResponse) => void;
     interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<Interaction>;

@@ -142,7 +142,7 @@ ${gatewayUrl ? `<p class="note">The gateway is at <code>${esc(gatewayUrl)}</code
 }
 
 /** The demo client's callback page: the access token, its claims, and a curl line. */
-export function tokenPage(token: string, claims: Record<string, unknown>, gatewayUrl: string | null, homeUrl: string): string {
+export function tokenPage(token: string, claims: Record<string, unknown>, gatewayUrl: string | null, homeUrl: string, logoutUrl: string): string {
   const api = gatewayUrl ? `${gatewayUrl}/api/hello` : 'http://127.0.0.1:8080/api/hello';
   return layout(
     'Access token',
@@ -154,8 +154,27 @@ export function tokenPage(token: string, claims: Record<string, unknown>, gatewa
 <h2>Try it</h2>
 <pre>export TOKEN='${esc(token)}'
 curl -i -H "Authorization: Bearer $TOKEN" ${esc(api)}</pre>
+<p><a id="logout" href="${esc(logoutUrl)}">Log out at the identity provider</a>: it then tells the gateway
+(OpenID Connect Back-Channel Logout), which refuses this token from the next request on.</p>
 <p><a href="${esc(homeUrl)}">Back</a></p>`,
   );
+}
+
+/** RP-initiated logout's question (oidc-provider's `logoutSource`): `form` is the library's own form, with its xsrf value. */
+export function logoutPage(form: string): string {
+  return layout(
+    'Log out',
+    `<h1>Log out of the demo identity provider?</h1>
+<p>Every application of this session is told (back-channel logout), the gateway among them.</p>
+${form}
+<button id="logout-yes" type="submit" form="op.logoutForm" name="logout" value="yes">Yes, log me out</button>
+<button id="logout-no" type="submit" form="op.logoutForm">No, stay logged in</button>`,
+  );
+}
+
+/** After the logout (oidc-provider's `postLogoutSuccessSource`). */
+export function loggedOutPage(): string {
+  return layout('Logged out', '<h1 id="logged-out">You are logged out</h1><p>The gateway refuses the tokens of that session from now on.</p>');
 }
 
 /** A plain error page (bad or expired login state, refused login). */

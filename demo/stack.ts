@@ -113,6 +113,8 @@ export async function startDemoStack(options: DemoStackOptions = {}): Promise<De
     started.push(gateway);
     const gatewayUrl = `http://${config.listen.host}:${gateway.port}`;
     idp.setGatewayUrl(gatewayUrl);
+    // A logout at the IdP reaches the gateway (OpenID Connect Back-Channel Logout 1.0).
+    idp.setBackchannelLogoutUri(config.logoutPath === null ? null : `${gatewayUrl}${config.logoutPath}`);
     let closing: Promise<void> | null = null;
     return {
       idp,

@@ -16,6 +16,8 @@ export interface DemoStore {
   /** The `adapter` option of oidc-provider: one adapter per model name. */
   readonly adapter: (model: string) => DemoAdapter;
   readonly size: () => number;
+  /** Removes the sessions in which some client was given the session id `sid`; how many. */
+  readonly destroySessionsWithSid: (sid: string) => number;
 }
 
 export interface DemoAdapter {
@@ -75,5 +77,16 @@ export function createDemoStore(max = 10_000): DemoStore {
       },
     };
   };
-  return { adapter, size: () => entries.size };
+  const destroySessionsWithSid = (sid: string): number => {
+    let n = 0;
+    for (const [k, payload] of entries.entries()) {
+      if (!k.startsWith('Session:')) continue;
+      const authorizations = (payload['authorizations'] ?? {}) as Record<string, { sid?: unknown }>;
+      if (!Object.values(authorizations).some((a) => a?.sid === sid)) continue;
+      entries.delete(k);
+      n++;
+    }
+    return n;
+  };
+  return { adapter, size: () => entries.size, destroySessionsWithSid };
 }

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes, randomUUID, sign, type KeyObject } from 'node:crypto';
 import { DEMO_API_SCOPE, DEMO_CLIENT_ID, DEMO_REDIRECT_URI, DEMO_RESOURCE } from './constants.js';
 import { TOTP_PERIOD_SEC, totpCode } from './totp.js';
 
@@ -26,12 +26,64 @@ export interface TokenOptions {
   readonly sleep?: (ms: number) => Promise<void>;
   /** Told when the helper has to wait for a fresh TOTP code. */
   readonly onWait?: (message: string) => void;
+  /** Ask for a DPoP-bound token (RFC 9449 §5): the token request carries a proof made with this key. */
+  readonly dpop?: DpopKeyPair;
+}
+
+/** A client's DPoP key (RFC 9449 §2): an ES256 key pair made for one run of the helper. */
+export interface DpopKeyPair {
+  readonly privateKey: KeyObject;
+  /** The public key's RFC 7638 required members (EC: crv, kty, x, y). */
+  readonly publicJwk: { readonly kty: string; readonly crv: string; readonly x: string; readonly y: string };
+}
+
+export function dpopKeyPair(): DpopKeyPair {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const { kty, crv, x, y } = publicKey.export({ format: 'jwk' }) as { kty: string; crv: string; x: string; y: string };
+  return { privateKey, publicJwk: { kty, crv, x, y } };
+}
+
+/**
+ * A DPoP proof (RFC 9449 §4.2) for one request: `typ: dpop+jwt`, ES256 with the public key
+ * in the `jwk` header; `htm`, `htu` (the URI without query and fragment), a fresh `jti`,
+ * `iat` now, and with an access token its hash as `ath`.
+ */
+export function dpopProof(key: DpopKeyPair, htm: string, htu: string, accessToken?: string, nowMs: number = Date.now()): string {
+  const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const claims: Record<string, unknown> = { jti: randomUUID(), htm, htu, iat: Math.floor(nowMs / 1000) };
+  if (accessToken !== undefined) claims['ath'] = createHash('sha256').update(accessToken).digest('base64url');
+  const input = `${b64({ typ: 'dpop+jwt', alg: 'ES256', jwk: key.publicJwk })}.${b64(claims)}`;
+  // RFC 7518 §3.4: R || S, not DER.
+  const signature = sign('sha256', Buffer.from(input), { key: key.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url');
+  return `${input}.${signature}`;
+}
+
+/**
+ * Ends the session an access token was issued in, at the demo identity provider (its
+ * demo-only `POST /app/logout`): the IdP drops the session and sends the back-channel
+ * logout (OpenID Connect Back-Channel Logout 1.0) to the gateway before it answers.
+ */
+export async function logoutAtIdp(issuer: string, accessToken: string): Promise<void> {
+  let res: Response;
+  try {
+    res = await fetch(`${issuer.replace(/\/+$/, '')}/app/logout`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ access_token: accessToken }),
+    });
+  } catch (err) {
+    throw new TokenFlowError('logout_failed', `cannot reach ${issuer} (is the demo running?): ${(err as Error).message}`);
+  }
+  const text = await res.text();
+  if (res.status !== 200) throw new TokenFlowError('logout_failed', `the identity provider refused the logout: HTTP ${res.status} ${text.trim()}`);
 }
 
 export interface TokenResult {
   readonly accessToken: string;
   readonly idToken: string | undefined;
   readonly expiresIn: number | undefined;
+  /** `Bearer`, or `DPoP` for a token bound to the `dpop` key. */
+  readonly tokenType: string;
   /** amr / acr / auth_time as the identity provider put them in the access token. */
   readonly claims: Record<string, unknown>;
 }
@@ -43,6 +95,7 @@ export type TokenFlowErrorCode =
   | 'otp_failed'
   | 'authorization_error'
   | 'token_error'
+  | 'logout_failed'
   | 'too_many_redirects';
 
 export class TokenFlowError extends Error {
@@ -242,7 +295,11 @@ export async function fetchToken(o: TokenOptions): Promise<TokenResult> {
 
   const tokenRes = await fetch(meta.token_endpoint, {
     method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      accept: 'application/json',
+      ...(o.dpop !== undefined ? { dpop: dpopProof(o.dpop, 'POST', meta.token_endpoint) } : {}),
+    },
     body: new URLSearchParams({
       grant_type: 'authorization_code',
       code,
@@ -252,7 +309,14 @@ export async function fetchToken(o: TokenOptions): Promise<TokenResult> {
       resource: DEMO_RESOURCE,
     }),
   });
-  const body = (await tokenRes.json().catch(() => ({}))) as { access_token?: unknown; id_token?: unknown; expires_in?: unknown; error?: string; error_description?: string };
+  const body = (await tokenRes.json().catch(() => ({}))) as {
+    access_token?: unknown;
+    id_token?: unknown;
+    expires_in?: unknown;
+    token_type?: unknown;
+    error?: string;
+    error_description?: string;
+  };
   if (!tokenRes.ok || typeof body.access_token !== 'string') {
     throw new TokenFlowError('token_error', `token request failed: ${body.error ?? `HTTP ${tokenRes.status}`} ${body.error_description ?? ''}`.trim());
   }
@@ -260,6 +324,7 @@ export async function fetchToken(o: TokenOptions): Promise<TokenResult> {
     accessToken: body.access_token,
     idToken: typeof body.id_token === 'string' ? body.id_token : undefined,
     expiresIn: typeof body.expires_in === 'number' ? body.expires_in : undefined,
+    tokenType: typeof body.token_type === 'string' ? body.token_type : 'Bearer',
     claims: jwtPayload(body.access_token),
   };
 }

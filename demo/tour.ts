@@ -1,4 +1,4 @@
-import { ACR_MFA, DEMO_PORTS } from './constants.js';
+import { ACR_MFA, ACR_PWD, DEMO_PORTS } from './constants.js';
 
 /**
  * What `npm run demo` prints: where everything runs and the commands to try, with
@@ -6,8 +6,13 @@ import { ACR_MFA, DEMO_PORTS } from './constants.js';
  * same steps against a running demo and checks that each answer is the one printed.
  */
 
-/** Which token a step sends: none, password-only, MFA, or MFA with a login back-dated by 10 minutes. */
-export type TourToken = 'none' | 'PW' | 'MFA' | 'OLD';
+/**
+ * Which token a step sends: none, password-only, MFA, MFA with a login back-dated by 10
+ * minutes, or a DPoP-bound password-only token (RFC 9449) with the one proof printed
+ * beside it (password-only: the tour's commands run back to back, and a third TOTP login
+ * within 30 seconds would wait for the next code).
+ */
+export type TourToken = 'none' | 'PW' | 'MFA' | 'OLD' | 'DPOP';
 
 export interface TourStep {
   readonly title: string;
@@ -19,6 +24,8 @@ export interface TourStep {
   readonly challenge?: readonly string[];
   /** Identity headers the upstream's echo shows (200 answers). */
   readonly identity?: Readonly<Record<string, string>>;
+  /** Before the request, the token's session is ended at the identity provider (`demo logout`). */
+  readonly logoutFirst?: boolean;
   /** The explanation printed under the command. */
   readonly notes: readonly string[];
 }
@@ -28,7 +35,14 @@ export const TOKEN_FLAGS: Readonly<Record<Exclude<TourToken, 'none'>, string>> =
   PW: '--pwd',
   MFA: '--mfa',
   OLD: '--mfa --auth-age 10m',
+  DPOP: '--pwd --dpop',
 });
+
+/** The shell variable the DPoP proof printed with the `DPOP` token goes into. */
+export const PROOF_VARIABLE = 'PROOF';
+
+/** The DPoP challenge's algorithms with the demo config (the default `dpop.algorithms`). */
+const DPOP_ALGS = 'algs="ES256 ES384 EdDSA PS256 RS256"';
 
 export const TOUR_STEPS: readonly TourStep[] = Object.freeze([
   {
@@ -93,6 +107,43 @@ export const TOUR_STEPS: readonly TourStep[] = Object.freeze([
     challenge: ['Bearer realm="mfa-gateway"', 'error="insufficient_scope"'],
     notes: ['MFA is satisfied, but the route needs the role "billing" (RFC 6750 §3.1 insufficient_scope).'],
   },
+  {
+    title: 'A DPoP-bound token (RFC 9449) with its proof: through (/reports/ takes any valid token)',
+    token: 'DPOP',
+    path: '/reports/summary',
+    status: 200,
+    identity: { 'x-auth-subject': 'alice', 'x-auth-amr': 'pwd', 'x-auth-roles': 'reader,admin', 'x-auth-acr': ACR_PWD },
+    notes: [
+      'The token command made a key, had the IdP bind the token to it (cnf.jkt), and printed a proof for',
+      'exactly this request: signed with that key, naming the method, the URL and the token\'s hash (ath).',
+      'A thief with the token alone has no key to make a proof with: the token is useless to them.',
+    ],
+  },
+  {
+    title: 'The same proof again: a replay',
+    token: 'DPOP',
+    path: '/reports/summary',
+    status: 401,
+    challenge: ['DPoP error="invalid_dpop_proof"', DPOP_ALGS],
+    notes: [
+      'A proof is good for one request (its jti is remembered): whoever captured this request cannot send',
+      'it again. (As a Bearer token, $DPOP gets 401 too: a bound token must come with a proof.)',
+    ],
+  },
+  {
+    title: 'Log out at the identity provider: the gateway refuses $MFA on the next request',
+    token: 'MFA',
+    path: '/api/hello',
+    status: 401,
+    challenge: ['Bearer realm="mfa-gateway"', 'error="invalid_token"', 'error_description="token revoked"'],
+    logoutFirst: true,
+    notes: [
+      'The logout command ends the session of $MFA at the IdP, which sends the gateway a logout token',
+      '(OpenID Connect Back-Channel Logout). The token is still signed and unexpired, and the gateway had it',
+      'cached, but it is refused from this request on (audit reason "revoked"). In a browser, the token',
+      'page\'s "Log out at the identity provider" link does the same through the IdP\'s own logout.',
+    ],
+  },
 ]);
 
 export interface TourContext {
@@ -107,16 +158,37 @@ export interface TourContext {
   readonly totpQr?: string;
 }
 
-/** The `demo token` command line that fills one tour variable. */
-export function tokenCommandLine(ctx: Pick<TourContext, 'tokenCommand' | 'issuer'>, token: Exclude<TourToken, 'none'>): string {
-  const idp = ctx.issuer === `http://127.0.0.1:${DEMO_PORTS.idp}` ? '' : ` --idp ${ctx.issuer}`;
-  return `${ctx.tokenCommand} ${TOKEN_FLAGS[token]}${idp}`;
+/** `--idp URL` when the demo IdP is not on its default port. */
+function idpFlag(ctx: Pick<TourContext, 'issuer'>): string {
+  return ctx.issuer === `http://127.0.0.1:${DEMO_PORTS.idp}` ? '' : ` --idp ${ctx.issuer}`;
+}
+
+/** The `demo token` command line that fills one tour variable (the DPoP one with the request its proof is for). */
+export function tokenCommandLine(ctx: Pick<TourContext, 'tokenCommand' | 'issuer'> & { gatewayUrl?: string }, token: Exclude<TourToken, 'none'>, path = '/api/hello'): string {
+  const url = token === 'DPOP' && ctx.gatewayUrl !== undefined ? ` --url ${ctx.gatewayUrl}${path}` : '';
+  return `${ctx.tokenCommand} ${TOKEN_FLAGS[token]}${url}${idpFlag(ctx)}`;
+}
+
+/** The shell line that fills a tour variable: `X=$(…)`, or for DPoP the token and its proof, one line each. */
+export function assignmentLine(ctx: Pick<TourContext, 'tokenCommand' | 'issuer' | 'gatewayUrl'>, token: Exclude<TourToken, 'none'>, path?: string): string {
+  const command = tokenCommandLine(ctx, token, path);
+  return token === 'DPOP' ? `{ read -r ${token}; read -r ${PROOF_VARIABLE}; } < <(${command})` : `${token}=$(${command})`;
+}
+
+/** The `demo logout` line of a step that logs its token's session out first. */
+export function logoutLine(ctx: Pick<TourContext, 'tokenCommand' | 'issuer'>, step: TourStep): string {
+  return `${ctx.tokenCommand.replace(/ token$/, ' logout')} "$${step.token}"${idpFlag(ctx)}`;
 }
 
 /** The curl line of a step. */
 export function curlLine(ctx: Pick<TourContext, 'gatewayUrl'>, step: TourStep): string {
   const flags = step.status === 200 ? '-s' : '-si';
-  const auth = step.token === 'none' ? '' : ` -H "Authorization: Bearer $${step.token}"`;
+  const auth =
+    step.token === 'none'
+      ? ''
+      : step.token === 'DPOP'
+        ? ` -H "Authorization: DPoP $${step.token}" -H "DPoP: $${PROOF_VARIABLE}"`
+        : ` -H "Authorization: Bearer $${step.token}"`;
   return `curl ${flags}${auth} ${ctx.gatewayUrl}${step.path}`;
 }
 
@@ -156,8 +228,9 @@ export function tourText(ctx: TourContext): string {
     out.push(`${i + 1}. ${step.title} → ${step.status}`);
     if (step.token !== 'none' && !seen.has(step.token)) {
       seen.add(step.token);
-      out.push(`   ${step.token}=$(${tokenCommandLine(ctx, step.token)})`);
+      out.push(`   ${assignmentLine(ctx, step.token, step.path)}`);
     }
+    if (step.logoutFirst) out.push(`   ${logoutLine(ctx, step)}`);
     out.push(`   ${curlLine(ctx, step)}`);
     if (step.challenge) out.push(`   answers  WWW-Authenticate: ${challengeShape(step.challenge)}`);
     if (step.identity) out.push(`   echoes   ${Object.entries(step.identity).map(([k, v]) => `"${k}": "${v}"`).join(', ')}`);

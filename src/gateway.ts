@@ -14,6 +14,9 @@ import { createLogger, type Logger } from './observe/log.js';
 import { createAudit, type Audit } from './observe/audit.js';
 import { createMetrics, type Collectors, type Metrics } from './observe/metrics.js';
 import { createRateLimits } from './limits/limits.js';
+import { buildLifecycle, type Lifecycle } from './lifecycle.js';
+import { revocationRoutes } from './admin/revocations.js';
+import { jwksRoute } from './admin/jwks.js';
 
 export interface GatewayOptions {
   logger?: Logger;
@@ -39,6 +42,7 @@ export interface GatewayHandle {
 interface Process {
   readonly shared: SharedServices;
   readonly verifier: Verifier | null;
+  readonly lifecycle: Lifecycle;
   readonly audit: Audit;
   readonly logger: Logger;
   readonly metrics: Metrics;
@@ -60,6 +64,8 @@ async function startProcess(state: GatewayState, options: GatewayOptions): Promi
           onTaskTimeout: () => metrics.verifierTimeout(),
         })
       : null;
+  // Before anything starts: a secret that cannot be read is a start-up failure, with no verifier to stop.
+  const lifecycle = buildLifecycle(state, { runtime, log: (level, msg, fields) => logger[level](fields, msg) });
   const audit = createAudit(state.audit, { now: runtime.now, onError: (err) => logger.error({ err: err.message }, 'audit destination failed') });
   await verifier?.start();
   const reportInternal = (ctx: RequestContext | null, err: unknown): void => {
@@ -73,20 +79,24 @@ async function startProcess(state: GatewayState, options: GatewayOptions): Promi
     verifier,
     limits: createRateLimits(state.rateLimit, { now: runtime.now }),
     metrics,
+    ...lifecycle.services,
     internalError: reportInternal,
     sprayingBlocked: (client) => {
       metrics.sprayingBlocked();
       logger.warn({ client }, 'token spraying: address blocked');
     },
+    log: (level, msg, fields) => logger[level](fields, msg),
   };
   return {
     shared,
     verifier,
+    lifecycle,
     audit,
     logger,
     metrics,
     record: (ctx) => recordRequest(ctx, audit, metrics, logger, (c) => reportInternal(c, new Error('a request finished without a reason'))),
     async close() {
+      lifecycle.close();
       await verifier?.close();
       await audit.close();
     },
@@ -132,9 +142,13 @@ export async function startGateway(state: GatewayState, options: GatewayOptions 
     metrics.setCollectors({
       pools: () => [...fe.services.pools.entries()].map(([upstream, p]) => ({ upstream, ...p.stats() })),
       auditDropped: () => proc.audit.dropped(),
+      revocations: () => proc.shared.revocations.stats().byKind,
       ...(proc.verifier?.stats ? verifierCollectors(proc.verifier) : {}),
     });
-    const routes: AdminRoute[] = [];
+    const routes: AdminRoute[] = [
+      ...revocationRoutes({ revocations: proc.shared.revocations, issuers: () => new Set(fe.holder.current.issuerByName.keys()) }),
+      ...(proc.shared.assertions !== null ? [jwksRoute(proc.shared.assertions)] : []),
+    ];
     const adminApp: TemplatedApp = mountAdmin(uws.App(), {
       ready: () => {
         const keys = proc.verifier?.readiness() ?? { ready: true, issuers: {}, pool: { ok: true } };

@@ -17,14 +17,15 @@
  */
 
 /** Which part of the pipeline produces a reason (docs/architecture.md, "Stages"). */
-export type ReasonStage = 'outcome' | 'request' | 'route' | 'limit' | 'credentials' | 'token' | 'verifier' | 'policy' | 'upstream' | 'gateway';
+export type ReasonStage = 'outcome' | 'request' | 'logout' | 'route' | 'limit' | 'credentials' | 'token' | 'verifier' | 'dpop' | 'policy' | 'upstream' | 'gateway';
 
 /**
  * The `WWW-Authenticate` an answer carries: none; the bare `Bearer realm` (no
  * credentials, RFC 6750 §3.1); `invalid_request` / `invalid_token` with the description;
- * or one the policy stage built for the route (RFC 9470 step-up, RFC 6750 insufficient_scope).
+ * or one the policy stage built for the route (RFC 9470 step-up, RFC 6750 insufficient_scope);
+ * or `DPoP error="…", algs="…"` (RFC 9449 §7.1), built once per config (src/config/compile.ts).
  */
-export type ChallengeKind = 'none' | 'realm' | 'invalid_request' | 'invalid_token' | 'policy';
+export type ChallengeKind = 'none' | 'realm' | 'invalid_request' | 'invalid_token' | 'policy' | 'dpop';
 
 /**
  * `allow`: the request reached the upstream; `deny`: it never did; `dispatched`: either,
@@ -56,6 +57,12 @@ const row = <R extends Row>(r: R) => r;
 const TOKEN = { stage: 'token', status: 401, error: 'invalid_token', challenge: 'invalid_token', decision: 'deny' } as const;
 const STEP_UP = { stage: 'policy', status: 401, error: 'insufficient_user_authentication', challenge: 'policy', decision: 'deny' } as const;
 const SCOPE = { stage: 'policy', status: 403, error: 'insufficient_scope', challenge: 'policy', decision: 'deny' } as const;
+/** RFC 9449 §7.1: a proof problem of any kind is `invalid_dpop_proof`, under the DPoP scheme. */
+const PROOF = { stage: 'dpop', status: 401, error: 'invalid_dpop_proof', challenge: 'dpop', decision: 'deny' } as const;
+/** RFC 9449 §8, §9: the proof lacks a current server nonce; the answer carries `DPoP-Nonce`. */
+const NONCE = { stage: 'dpop', status: 401, error: 'use_dpop_nonce', challenge: 'dpop', decision: 'deny' } as const;
+/** The token itself is not usable the way it was presented (RFC 9449 §7.1, §7.2): `invalid_token` under the DPoP scheme. */
+const BINDING = { stage: 'dpop', status: 401, error: 'invalid_token', challenge: 'dpop', decision: 'deny' } as const;
 
 const ROWS = {
   ok: row({ stage: 'outcome', status: 200, error: null, description: 'The upstream answered.', decision: 'allow' }),
@@ -69,6 +76,10 @@ const ROWS = {
   payload_too_large: row({ stage: 'request', status: 413, error: 'payload_too_large', description: 'The request body is too large.', close: true, decision: 'dispatched' }),
   // RFC 9110 §15.5.9: the client stopped sending its body.
   request_timeout: row({ stage: 'request', status: 408, error: 'request_timeout', description: 'The request body was not received in time.', close: true, decision: 'dispatched' }),
+
+  // OpenID Connect Back-Channel Logout 1.0 §2.8 at the gateway's own endpoint (answered before routing, never proxied).
+  logout_ok: row({ stage: 'logout', status: 200, error: null, description: 'The logout token was accepted; its tokens are revoked.' }),
+  logout_invalid: row({ stage: 'logout', status: 400, error: 'invalid_request', description: 'The logout request is invalid.' }),
 
   // Path and route (RFC 3986 normalization, README "Paths and headers").
   bad_path: row({ stage: 'route', status: 400, error: 'invalid_request', description: 'The request path is not acceptable.' }),
@@ -101,9 +112,44 @@ const ROWS = {
   claim_invalid: row({ ...TOKEN, description: 'claim invalid', negativeCache: true }),
   sub_missing: row({ ...TOKEN, description: 'token has no subject', negativeCache: true }),
   claim_unrenderable: row({ ...TOKEN, description: 'a claim value is not valid Unicode text', negativeCache: true }),
+  // RFC 7800 §3.1: a confirmation method other than RFC 9449's `jkt` (mTLS `x5t#S256`, RFC 8705 §3.1, `jwk`, `kid`)
+  // cannot be checked here, and a bound token must never pass as a plain bearer token.
+  binding_unsupported: row({ ...TOKEN, description: 'token bound by an unsupported confirmation method', negativeCache: true }),
+  // RFC 7662 §2.2: the issuer's introspection endpoint says the token is not active (revoked, expired, unknown).
+  inactive: row({ ...TOKEN, description: 'token not active' }),
+  // Back-Channel Logout 1.0 §2.7, or an operator's POST /revocations: valid, but refused until it would have expired.
+  revoked: row({ ...TOKEN, description: 'token revoked' }),
 
   // The verifier itself: the gateway's problem, not the token's (503 + Retry-After, never cached).
   verifier_unavailable: row({ stage: 'verifier', status: 503, error: 'service_unavailable', description: 'Token verification is temporarily unavailable; retry later.', retryAfter: true }),
+  // RFC 7662: no trustworthy answer from the issuer's introspection endpoint (down, slow, refusing the gateway): never an allow.
+  temporarily_unavailable: row({ stage: 'verifier', status: 503, error: 'temporarily_unavailable', description: 'Token introspection is temporarily unavailable; retry later.', retryAfter: true }),
+
+  // DPoP (RFC 9449): one reason per check of §4.3, so the audit line says which failed.
+  dpop_bound_as_bearer: row({ ...BINDING, description: 'The access token is bound to a DPoP key; send it with the DPoP scheme and a proof.' }),
+  dpop_required: row({ ...BINDING, description: 'This issuer requires DPoP-bound access tokens.' }),
+  dpop_token_not_bound: row({ ...BINDING, description: 'The access token is not bound to a DPoP key; send it with the Bearer scheme.' }),
+  dpop_proof_missing: row({ ...PROOF, description: 'A DPoP proof is required for this access token.' }),
+  dpop_multiple_proofs: row({ ...PROOF, description: 'More than one DPoP proof.' }),
+  dpop_too_large: row({ ...PROOF, description: 'The DPoP proof is too large.' }),
+  dpop_malformed: row({ ...PROOF, description: 'The DPoP proof is not a well-formed JWT.' }),
+  dpop_wrong_typ: row({ ...PROOF, description: 'The DPoP proof typ is not dpop+jwt.' }),
+  dpop_alg_not_allowed: row({ ...PROOF, description: 'The DPoP proof algorithm is not allowed.' }),
+  dpop_bad_jwk: row({ ...PROOF, description: 'The DPoP proof jwk header is not a usable public key for its algorithm.' }),
+  dpop_private_key: row({ ...PROOF, description: 'The DPoP proof jwk header contains a private key.' }),
+  dpop_jkt_mismatch: row({ ...PROOF, description: 'The DPoP proof key is not the key the access token is bound to.' }),
+  dpop_htm_mismatch: row({ ...PROOF, description: 'The DPoP proof htm does not match the request method.' }),
+  dpop_htu_mismatch: row({ ...PROOF, description: 'The DPoP proof htu does not match the request URI.' }),
+  dpop_iat_invalid: row({ ...PROOF, description: 'The DPoP proof has no valid iat.' }),
+  dpop_iat_out_of_window: row({ ...PROOF, description: 'The DPoP proof iat is too far from the current time.' }),
+  dpop_jti_missing: row({ ...PROOF, description: 'The DPoP proof has no jti.' }),
+  dpop_jti_too_long: row({ ...PROOF, description: 'The DPoP proof jti is too long.' }),
+  dpop_ath_missing: row({ ...PROOF, description: 'The DPoP proof has no ath.' }),
+  dpop_ath_mismatch: row({ ...PROOF, description: 'The DPoP proof ath does not match the access token.' }),
+  dpop_bad_signature: row({ ...PROOF, description: 'The DPoP proof signature is invalid.' }),
+  dpop_replayed: row({ ...PROOF, description: 'The DPoP proof was already used.' }),
+  dpop_nonce_missing: row({ ...NONCE, description: 'A DPoP nonce is required; use the one in the DPoP-Nonce header.' }),
+  dpop_nonce_invalid: row({ ...NONCE, description: 'The DPoP nonce is not current; use the one in the DPoP-Nonce header.' }),
 
   // Policy: issuer allowed on the route, MFA (RFC 8176, RFC 9470), roles / scopes / groups (RFC 6750 §3.1).
   issuer_not_allowed: row({ stage: 'policy', status: 401, error: 'invalid_token', description: 'Tokens from this issuer are not accepted on this route.', challenge: 'policy', decision: 'deny' }),
@@ -133,6 +179,8 @@ export type ReasonOf<S extends ReasonStage> = { [K in Reason]: (typeof ROWS)[K][
 
 /** Why a token was refused (401 invalid_token). */
 export type TokenFailureReason = ReasonOf<'token'>;
+/** Why the DPoP stage refused a request (RFC 9449). */
+export type DpopReason = ReasonOf<'dpop'>;
 /** Why the policy stage refused a valid token. */
 export type PolicyReason = ReasonOf<'policy'>;
 

@@ -34,8 +34,9 @@ for (const ch of '-._~+/') B64TOKEN[ch.charCodeAt(0)] = 1;
 const SP = 0x20;
 const HTAB = 0x09;
 const EQ = 0x3d;
-// "bearer" in lower case; compared with `| 0x20`, which folds ASCII letters only.
-const BEARER = [0x62, 0x65, 0x61, 0x72, 0x65, 0x72] as const;
+// "bearer" and "dpop" in lower case; compared with `| 0x20`, which folds ASCII letters only.
+const BEARER: readonly number[] = [0x62, 0x65, 0x61, 0x72, 0x65, 0x72];
+const DPOP: readonly number[] = [0x64, 0x70, 0x6f, 0x70];
 
 /**
  * Finds the bearer token in the value of the Authorization header.
@@ -62,23 +63,40 @@ export function extractToken(authorization: string | undefined, count: number, m
  * on its way in, so an exact hit needs no second scan of ~1.5 KB of characters.
  */
 export function bearerCandidate(authorization: string | undefined, count: number, maxTokenBytes: number): Extracted {
+  return schemeCandidate(authorization, count, maxTokenBytes, BEARER);
+}
+
+/**
+ * bearerCandidate() for the `DPoP` scheme (RFC 9449 §7.1: `Authorization: DPoP <token>`,
+ * the token a token68 as in RFC 6750 §2.1). The gateway asks it only when the header
+ * holds no Bearer token, so a Bearer request pays nothing for it.
+ *
+ * @example dpopCandidate('DPoP eyJ…', 1, 8192) // → { kind: 'token', token: 'eyJ…' }
+ */
+export function dpopCandidate(authorization: string | undefined, count: number, maxTokenBytes: number): Extracted {
+  return schemeCandidate(authorization, count, maxTokenBytes, DPOP);
+}
+
+/** The token68 after `scheme` (lower-case letters) in an Authorization value; the scheme matched case-insensitively (RFC 9110 §11.1). */
+function schemeCandidate(authorization: string | undefined, count: number, maxTokenBytes: number, scheme: readonly number[]): Extracted {
   if (count > 1) return TWO_HEADERS;
   if (authorization === undefined) return NONE;
   const len = authorization.length;
+  const n = scheme.length;
   let i = 0;
   // Field values carry no leading/trailing whitespace (RFC 9110 §5.5); be lenient if a parser left some.
   while (i < len && isOws(authorization.charCodeAt(i))) i++;
-  if (len - i < 6) return NONE;
-  for (let k = 0; k < 6; k++) {
-    if ((authorization.charCodeAt(i + k) | 0x20) !== BEARER[k]) return NONE;
+  if (len - i < n) return NONE;
+  for (let k = 0; k < n; k++) {
+    if ((authorization.charCodeAt(i + k) | 0x20) !== scheme[k]) return NONE;
   }
-  i += 6;
+  i += n;
   let end = len;
   while (end > i && isOws(authorization.charCodeAt(end - 1))) end--;
   // "Bearer" alone: the scheme with no credentials, an empty bearer token.
   if (i === end) return EMPTY;
-  // `credentials = auth-scheme [ 1*SP token68 ]`: anything else right after the six
-  // letters means another scheme that merely starts with "bearer" ("BearerX").
+  // `credentials = auth-scheme [ 1*SP token68 ]`: anything else right after the scheme's
+  // letters means another scheme that merely starts with it ("BearerX").
   if (authorization.charCodeAt(i) !== SP) return NONE;
   while (i < end && authorization.charCodeAt(i) === SP) i++;
   if (i === end) return EMPTY;

@@ -1,5 +1,5 @@
 import type { Principal } from '../authz/claims.js';
-import type { KeyStatus } from './jwks.js';
+import type { KeyStatus, KeyStore } from './jwks.js';
 
 /** Reasons a token is refused: the `token` rows of the vocabulary (src/reasons.ts). */
 export type { TokenFailureReason } from '../reasons.js';
@@ -42,6 +42,11 @@ export interface Verifier {
    */
   readiness(): VerifierReadiness;
   close(): Promise<void>;
+  /**
+   * The key set of an issuer (by config name), for checking what else that issuer signs
+   * (logout tokens, OpenID Connect Back-Channel Logout 1.0 §2.6); undefined for an unknown name.
+   */
+  keys?(issuer: string): Pick<KeyStore, 'select' | 'refresh'> | undefined;
   /**
    * Gauges for /metrics. `verifications` counts jose verifications that ran (cache misses
    * that reached a signature check), `keyFetches` key-set loads attempted and

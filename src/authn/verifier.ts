@@ -174,8 +174,8 @@ class TokenVerifier implements Verifier {
       case 'non_canonical':
         return Promise.resolve(MALFORMED);
       case 'opaque':
-        // Not a JWS compact token. Opaque tokens would go to introspection (RFC 7662),
-        // which no issuer offers yet.
+        // Not a JWS compact token: on a route with an introspecting issuer the
+        // introspection stage (src/pipeline/stages/introspection.ts) answered it already.
         return Promise.resolve(MALFORMED);
     }
     // Concurrent misses for one token share one verification (single flight).
@@ -189,6 +189,11 @@ class TokenVerifier implements Verifier {
 
   inflight(token: string): boolean {
     return this.pending.has(token);
+  }
+
+  keys(issuer: string): KeyStore | undefined {
+    for (const r of this.byIss.values()) if (r.issuer.name === issuer) return r.store;
+    return undefined;
   }
 
   async start(): Promise<void> {

@@ -116,9 +116,12 @@ export type PrincipalSource = Pick<CompiledIssuer, 'name' | 'claims'>;
  * - `claim_unrenderable`: a string the policy or the identity headers would use holds
  *   a lone UTF-16 surrogate. JSON allows the escape (`"\ud800"`, RFC 8259 §8.2), so the
  *   token is validly signed, but no UTF-8 text (RFC 3629) encodes it: it cannot be
- *   written into a header, a log line or a comparison with configured text.
+ *   written into a header, a log line or a comparison with configured text;
+ * - `binding_unsupported`: `cnf` (RFC 7800 §3.1) names a confirmation method other than
+ *   RFC 9449's `jkt` (mTLS `x5t#S256`, RFC 8705 §3.1; `jwk`; `kid`): the gateway cannot
+ *   check it, and a bound token must never pass as a plain bearer token (RFC 9449 §7.2).
  */
-export type PrincipalFailure = 'sub_missing' | 'claim_invalid' | 'claim_unrenderable';
+export type PrincipalFailure = 'sub_missing' | 'claim_invalid' | 'claim_unrenderable' | 'binding_unsupported';
 
 /**
  * Builds the cached principal from a verified payload, frozen, or says why the token
@@ -133,6 +136,8 @@ export function principalFrom(payload: Record<string, unknown>, issuer: Principa
   if (sub === undefined || sub === null || sub === '') return 'sub_missing';
   if (typeof sub !== 'string' && typeof sub !== 'number') return 'claim_invalid';
   const subject = typeof sub === 'string' ? sub : String(sub);
+  const binding = confirmation(payload['cnf']);
+  if (binding !== undefined && binding !== 'jkt') return binding;
   const iss = String(payload['iss']);
   const rawAmr = payload['amr'];
   const rawAcr = payload['acr'];
@@ -174,6 +179,23 @@ export function principalFrom(payload: Record<string, unknown>, issuer: Principa
 }
 
 const CNF_JKT: ClaimPath = Object.freeze(['cnf', 'jkt']);
+
+/**
+ * What a `cnf` claim binds the token to (RFC 7800 §3.1): undefined when absent; `jkt`
+ * when it holds exactly a non-empty string `jkt` (RFC 9449 §6.1); `binding_unsupported`
+ * when it names any other method; `claim_invalid` when it is no object of methods.
+ */
+function confirmation(cnf: unknown): 'jkt' | 'binding_unsupported' | 'claim_invalid' | undefined {
+  if (cnf === undefined) return undefined;
+  if (cnf === null || typeof cnf !== 'object' || Array.isArray(cnf)) return 'claim_invalid';
+  let jkt = false;
+  for (const method of Object.keys(cnf)) {
+    if (method !== 'jkt') return 'binding_unsupported';
+    jkt = true;
+  }
+  const value = (cnf as Record<string, unknown>)['jkt'];
+  return jkt && typeof value === 'string' && value.length > 0 ? 'jkt' : 'claim_invalid';
+}
 
 function stringOrUndefined(v: unknown): string | undefined {
   return typeof v === 'string' && v.length > 0 ? v : undefined;

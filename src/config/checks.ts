@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { identityHeadersSchema } from './schema.js';
 import { observeCrossChecks } from './observe-schema.js';
+import { lifecycleCrossChecks } from './lifecycle-schema.js';
 import type { ConfigProblem } from './problems.js';
 import { GATEWAY_OWNED, HOP_BY_HOP, KEEPABLE } from '../proxy/headers.js';
 
@@ -129,6 +130,7 @@ export function crossChecks(data: unknown, baseDir: string): ConfigProblem[] {
   });
   problems.push(...identityHeaderChecks(obj(root['identityHeaders'])));
   problems.push(...observeCrossChecks(data));
+  problems.push(...lifecycleCrossChecks(data, checkFile, (name) => assertionHeaderProblem(name, obj(root['identityHeaders']))));
   return problems;
 }
 
@@ -144,6 +146,16 @@ const RESERVED_NAMES: ReadonlySet<string> = new Set([
   'content-type',
   'cookie',
 ]);
+
+/** Why the identity assertion cannot travel in header `name` (lower case), or null when it can. */
+function assertionHeaderProblem(name: string, identityHeaders: Record<string, unknown>): string | null {
+  if (RESERVED_NAMES.has(name)) return `${name} is a header the gateway or HTTP itself controls; choose another name`;
+  for (const [key, fallback] of Object.entries(IDENTITY_DEFAULTS)) {
+    const identity = str(identityHeaders[key]) ?? fallback;
+    if (identity.toLowerCase() === name) return `same header name as identityHeaders.${key}`;
+  }
+  return null;
+}
 
 /** RFC 9110 §5.1: field-name = token; token = 1*tchar. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;

@@ -9,7 +9,8 @@ import { resolve } from 'node:path';
 import type { RawConfig, RawIssuer, RawRoute } from './schema.js';
 import { parseDuration } from './duration.js';
 import type { CompiledAnswers, CompiledConfig, CompiledIssuer, CompiledRoute, CompiledUpstream, GatewayState, KeySource, MfaPolicy } from './state.js';
-import { REASONS, type TokenFailureReason } from '../reasons.js';
+import type { CompiledIssuerLifecycle } from './lifecycle-schema.js';
+import { REASONS, type DpopReason, type TokenFailureReason } from '../reasons.js';
 import { answer } from '../pipeline/answer.js';
 import { bearerChallenge } from '../authz/challenge.js';
 import { INVALID_REQUEST_DESCRIPTIONS } from '../authn/extract.js';
@@ -20,6 +21,8 @@ import type { ConfigProblem } from './problems.js';
 import { PROFILES } from '../authz/profiles.js';
 import { parseClaimPath } from '../authz/claims.js';
 import { compileObserve } from './observe-schema.js';
+import { compileIssuerLifecycle, compileLifecycle, introspectionIssuerOf } from './lifecycle-schema.js';
+import { dpopChallenge } from '../dpop/challenge.js';
 
 export function compileParsed(raw: RawConfig, baseDir: string, warnings: readonly ConfigProblem[]): GatewayState {
   const settings = compileSettings(raw, baseDir, warnings);
@@ -29,9 +32,10 @@ export function compileParsed(raw: RawConfig, baseDir: string, warnings: readonl
     routeTable: frozen(buildRouteTable(settings.routes)),
     issuerByName: new Map(settings.issuers.map((i) => [i.name, i])),
     issuerByIss: new Map(settings.issuers.map((i) => [i.issuer, i])),
-    rewriter: frozen(new HeaderRewriter(settings.identityHeaders, settings.headers)),
+    // The assertion header is the gateway's own: a client-sent copy never passes (README "Identity assertions").
+    rewriter: frozen(new HeaderRewriter(settings.identityHeaders, { ...settings.headers, remove: [...settings.headers.remove, settings.assertionHeader] })),
     trusted: settings.server.trustedProxies.length > 0 ? frozen(buildBlockList(settings.server.trustedProxies)) : null,
-    answers: compileAnswers(realm),
+    answers: compileAnswers(realm, settings.dpop.algorithms),
     body: {
       maxBytes: settings.server.maxBodyBytes,
       bufferBytes: settings.server.requestBuffering,
@@ -45,9 +49,14 @@ export function compileParsed(raw: RawConfig, baseDir: string, warnings: readonl
  * The refusals that depend only on the realm: RFC 6750 §3 challenges are built once, so
  * answering a replayed bad token costs no formatting.
  */
-function compileAnswers(realm: string): CompiledAnswers {
+function compileAnswers(realm: string, dpopAlgorithms: readonly string[]): CompiledAnswers {
   const tokenFailure = {} as Record<TokenFailureReason, ReturnType<typeof answer>>;
+  const dpop = {} as Record<DpopReason, ReturnType<typeof answer>>;
   for (const [reason, info] of Object.entries(REASONS)) {
+    if (info.stage === 'dpop') {
+      // RFC 9449 §7.1: the DPoP scheme's challenge names the proof algorithms accepted.
+      dpop[reason as DpopReason] = answer(reason as DpopReason, { challenge: dpopChallenge({ algs: dpopAlgorithms, error: info.error!, description: info.description }) });
+    }
     if (info.stage !== 'token') continue;
     tokenFailure[reason as TokenFailureReason] = answer(reason as TokenFailureReason, {
       challenge: bearerChallenge({ realm, error: 'invalid_token', description: info.description }),
@@ -63,13 +72,14 @@ function compileAnswers(realm: string): CompiledAnswers {
       ]),
     ),
     tokenFailure,
+    dpop,
   };
 }
 
 function compileSettings(raw: RawConfig, baseDir: string, warnings: readonly ConfigProblem[]): CompiledConfig {
   const ms = (s: string) => parseDuration(s)!;
   const file = (p: string) => resolve(baseDir, p);
-  const issuers = raw.issuers.map((iss) => compileIssuer(iss, file, ms));
+  const issuers = raw.issuers.map((iss) => ({ ...compileIssuer(iss, file, ms), ...compileIssuerLifecycle(iss, baseDir) }));
   const upstreams = new Map<string, CompiledUpstream>();
   for (const [name, u] of Object.entries(raw.upstreams)) {
     const url = new URL(u.url);
@@ -87,7 +97,8 @@ function compileSettings(raw: RawConfig, baseDir: string, warnings: readonly Con
   const mfa: MfaPolicy = { amr: raw.mfa.amr, acr: raw.mfa.acr, maxAgeSec: Math.floor(ms(raw.mfa.maxAge) / 1000) };
   const routes = raw.routes.map((r) => {
     const prefix = r.path.endsWith('/') ? r.path.slice(0, -1) : r.path;
-    return compileRoute(r, r.name ?? r.path, prefix, mfa, ms, raw.server.pathParameters);
+    const route = compileRoute(r, r.name ?? r.path, prefix, mfa, ms, raw.server.pathParameters);
+    return { ...route, introspection: route.policy.auth === 'none' ? null : introspectionIssuerOf(route.policy.issuers, issuers) };
   });
   routes.sort((a, b) => b.prefix.length - a.prefix.length);
   const cache = raw.verifier.cache;
@@ -106,6 +117,7 @@ function compileSettings(raw: RawConfig, baseDir: string, warnings: readonly Con
       requestBuffering: raw.server.requestBuffering,
       requestBodyIdleMs: ms(raw.server.timeouts.requestBodyIdle),
       pathParameters: raw.server.pathParameters,
+      publicOrigin: raw.server.publicOrigin === undefined ? null : raw.server.publicOrigin.replace(/\/$/, ''),
     },
     verifier: {
       threads: raw.verifier.threads,
@@ -132,13 +144,14 @@ function compileSettings(raw: RawConfig, baseDir: string, warnings: readonly Con
       forwarded: raw.server.forwardedHeader,
     },
     ...compileObserve(raw, baseDir),
+    ...compileLifecycle(raw, baseDir),
     log: { level: raw.log.level },
     baseDir,
     warnings,
   };
 }
 
-function compileIssuer(iss: RawIssuer, file: (p: string) => string, ms: (s: string) => number): CompiledIssuer {
+function compileIssuer(iss: RawIssuer, file: (p: string) => string, ms: (s: string) => number): Omit<CompiledIssuer, keyof CompiledIssuerLifecycle> {
   const profile = PROFILES[iss.profile];
   const keys: KeySource = iss.jwksFile
     ? { kind: 'jwksFile', path: file(iss.jwksFile) }
@@ -168,7 +181,7 @@ function compileIssuer(iss: RawIssuer, file: (p: string) => string, ms: (s: stri
   };
 }
 
-function compileRoute(r: RawRoute, name: string, prefix: string, mfa: MfaPolicy, ms: (s: string) => number, pathParameters: RawRoute['pathParameters']): CompiledRoute {
+function compileRoute(r: RawRoute, name: string, prefix: string, mfa: MfaPolicy, ms: (s: string) => number, pathParameters: RawRoute['pathParameters']): Omit<CompiledRoute, 'introspection'> {
   const methods = r.methods ? new Set<string>(r.methods) : null;
   // RFC 9110 §9.3.2: HEAD is allowed wherever GET is.
   if (methods?.has('GET')) methods.add('HEAD');

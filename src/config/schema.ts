@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { duration, durationSchema } from './duration.js';
 import { auditSchema, rateLimitSchema, routeRateLimitSchema } from './observe-schema.js';
+import { backchannelLogoutSchema, dpopSchema, identityAssertionSchema, issuerLifecycleKeys, publicOrigin, revocationSchema } from './lifecycle-schema.js';
 import { describedAs } from './problems.js';
 import { normalizePath } from '../routes/normalize.js';
 
@@ -76,6 +77,8 @@ export const serverSchema = z.strictObject({
    * larger bodies stream. 0 = always stream.
    */
   requestBuffering: z.number().int().min(0).max(16 * 1_048_576).default(65_536),
+  /** The origin clients use, when the gateway sits behind another proxy: DPoP `htu` is checked against it (RFC 9449 §4.3). */
+  publicOrigin: publicOrigin.optional(),
   timeouts: z
     .strictObject({
       /** A request body that sends nothing for this long is answered 408 and its upstream request aborted. */
@@ -153,6 +156,8 @@ export const issuerSchema = z.strictObject({
   claims: claimPaths.prefault({}),
   /** Extra MFA evidence this issuer emits (its profile sets defaults). */
   mfa: z.strictObject({ amr: stringList.optional(), acr: stringList.optional() }).optional(),
+  /** DPoP, back-channel logout and introspection of this issuer (lifecycle-schema.ts). */
+  ...issuerLifecycleKeys,
 });
 
 export const upstreamSchema = z.strictObject({
@@ -239,6 +244,10 @@ export const configSchema = z.strictObject({
   audit: auditSchema.prefault({}),
   rateLimit: rateLimitSchema.prefault({}),
   log: logSchema.prefault({}),
+  dpop: dpopSchema.prefault({}),
+  backchannelLogout: backchannelLogoutSchema.prefault({}),
+  revocation: revocationSchema.prefault({}),
+  identityAssertion: identityAssertionSchema.prefault({}),
 });
 
 export type RawConfig = z.output<typeof configSchema>;

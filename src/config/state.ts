@@ -3,8 +3,9 @@ import type { CompiledAudit, CompiledRateLimit } from './observe-schema.js';
 import type { HeaderRewriter, HeaderRules } from '../proxy/headers.js';
 import type { RouteTable } from '../routes/table.js';
 import type { Answer } from '../pipeline/answer.js';
-import type { TokenFailureReason } from '../reasons.js';
+import type { DpopReason, TokenFailureReason } from '../reasons.js';
 import type { LogLevel } from './schema.js';
+import type { CompiledIssuerLifecycle, CompiledLifecycle } from './lifecycle-schema.js';
 
 /**
  * The compiled gateway state: everything a request reads, built once from a validated
@@ -58,6 +59,8 @@ export interface CompiledRoute {
   readonly policy: RoutePolicy;
   /** The 405 of this route, with its `Allow` (null when every method is allowed). */
   readonly methodNotAllowed: Answer | null;
+  /** The issuer (config name) that introspects this route's opaque tokens (RFC 7662); null: none does. */
+  readonly introspection: string | null;
 }
 
 export type KeySource =
@@ -65,7 +68,8 @@ export type KeySource =
   | { readonly kind: 'jwksUri'; readonly url: string }
   | { readonly kind: 'jwksFile'; readonly path: string };
 
-export interface CompiledIssuer {
+/** An issuer; its DPoP, logout and introspection settings are in CompiledIssuerLifecycle (lifecycle-schema.ts). */
+export interface CompiledIssuer extends CompiledIssuerLifecycle {
   readonly name: string;
   /** Exact match with the token's `iss`. */
   readonly issuer: string;
@@ -109,7 +113,8 @@ export interface IdentityHeaderNames {
   readonly authTime: string;
 }
 
-export interface CompiledConfig {
+/** The settings; the token-lifecycle ones (dpop, logoutPath, revocation, identityAssertion) are in CompiledLifecycle. */
+export interface CompiledConfig extends CompiledLifecycle {
   readonly listen: { readonly host: string; readonly port: number; readonly tls: { readonly cert: string; readonly key: string; readonly passphrase?: string } | null };
   readonly admin: { readonly host: string; readonly port: number };
   readonly server: {
@@ -120,6 +125,8 @@ export interface CompiledConfig {
     readonly pathParameters: 'reject' | 'allow';
     readonly requestBuffering: number;
     readonly requestBodyIdleMs: number;
+    /** `server.publicOrigin` (DPoP `htu`), or null: scheme + Host of each request. */
+    readonly publicOrigin: string | null;
   };
   readonly verifier: {
     readonly threads: number;
@@ -170,6 +177,8 @@ export interface CompiledAnswers {
   readonly invalidRequest: ReadonlyMap<string, Answer>;
   /** `invalid_token` with its description, one per token failure reason. */
   readonly tokenFailure: { readonly [K in TokenFailureReason]: Answer };
+  /** The DPoP refusals (RFC 9449 §7.1), each with `WWW-Authenticate: DPoP error="…", algs="…"`. */
+  readonly dpop: { readonly [K in DpopReason]: Answer };
 }
 
 /** The whole compiled state: the config's settings and the tables built from them. */

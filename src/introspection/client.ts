@@ -118,7 +118,8 @@ export class IntrospectionClient {
   private readonly o: IntrospectionClientOptions;
   private readonly authorization: string;
   private readonly cache: LRUCache<string, Cached>;
-  private readonly inflight = new Map<string, Promise<IntrospectionResult>>();
+  /** Requests under way, by token (single flight). */
+  private readonly calls = new Map<string, Promise<IntrospectionResult>>();
   private readonly waiting: (() => void)[] = [];
   private readonly maxQueue: number;
   private readonly closed = new AbortController();
@@ -137,23 +138,37 @@ export class IntrospectionClient {
     if (options.endpoint !== undefined) this.endpoint = Promise.resolve(options.endpoint);
   }
 
+  /**
+   * The cached answer about `token` while it is fresh, else undefined: synchronous, for a
+   * caller that wants no promise on a cache hit (the gateway's hot path).
+   */
+  lookup(token: string): IntrospectionResult | undefined {
+    const cached = this.cache.get(token);
+    if (cached === undefined) return undefined;
+    if (cached.untilMs > this.o.now()) {
+      this.counters.cacheHits++;
+      return cached.result;
+    }
+    this.cache.delete(token);
+    return undefined;
+  }
+
+  /** True while a request about this very token runs: an introspect() now joins it. */
+  inflight(token: string): boolean {
+    return this.calls.has(token);
+  }
+
   /** What the issuer says about `token`. Never rejects. */
   introspect(token: string): Promise<IntrospectionResult> {
-    const cached = this.cache.get(token);
-    if (cached !== undefined) {
-      if (cached.untilMs > this.o.now()) {
-        this.counters.cacheHits++;
-        return Promise.resolve(cached.result);
-      }
-      this.cache.delete(token);
-    }
-    const running = this.inflight.get(token);
+    const cached = this.lookup(token);
+    if (cached !== undefined) return Promise.resolve(cached);
+    const running = this.calls.get(token);
     if (running !== undefined) {
       this.counters.coalesced++;
       return running;
     }
-    const call = this.call(token).finally(() => this.inflight.delete(token));
-    this.inflight.set(token, call);
+    const call = this.call(token).finally(() => this.calls.delete(token));
+    this.calls.set(token, call);
     return call;
   }
 
@@ -362,6 +377,8 @@ export function readIntrospectionAnswer(status: number, contentType: string | nu
   }
   const claims = Object.freeze({ ...c, iss: ctx.issuer.issuer });
   const principal = principalFrom(claims, ctx.issuer);
+  // A token bound by a method the gateway cannot check is the token's problem, not the IdP's.
+  if (principal === 'binding_unsupported') return failure('inactive', principal);
   if (typeof principal === 'string') return failure('invalid_response', principal);
   return Object.freeze({ ok: true, principal, claims });
 }

@@ -54,6 +54,8 @@ export interface Collectors {
   pools?(): ReadonlyArray<{ upstream: string; connected: number; pending: number; running: number }>;
   /** Audit lines dropped because the destination could not keep up, since start (a counter). */
   auditDropped?(): number;
+  /** Revocation-list entries, by kind (sub, sid, jti). */
+  revocations?(): Readonly<Record<string, number>>;
 }
 
 export interface Metrics {
@@ -75,6 +77,8 @@ export interface Metrics {
   internalError(): void;
   /** A pool verification abandoned after `verifier.taskTimeout` (answered 503). */
   verifierTimeout(): void;
+  /** A valid token refused because the revocation list names it (answered 401 `revoked`). */
+  revokedRequest(): void;
   setCollectors(c: Collectors): void;
   /** The exposition text for /metrics. */
   text(): Promise<{ contentType: string; body: string }>;
@@ -232,9 +236,10 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
   const jwks = new CellFamily<CounterCell>(`${PREFIX}jwks_fetches_total`, 'Key-set fetches per issuer, by result (ok or error).', 'counter');
   const internal = new CellFamily<CounterCell>(`${PREFIX}internal_errors_total`, 'Exceptions while handling a request (that request answered 500 or closed; the process kept serving).', 'counter');
   const verifierTimeouts = new CellFamily<CounterCell>(`${PREFIX}verifier_timeouts_total`, 'Token verifications abandoned after verifier.taskTimeout (answered 503).', 'counter');
+  const revokedRequests = new CellFamily<CounterCell>(`${PREFIX}revoked_requests_total`, 'Requests with a valid token refused because it was revoked (logout, POST /revocations).', 'counter');
   let collectors: Collectors = {};
   const auditDropped = new ReadCounter(`${PREFIX}audit_dropped_lines_total`, 'Audit lines dropped because the destination could not keep up.', () => collectors.auditDropped?.());
-  for (const f of [requests, requestTime, verifyTime, upstreamTime, cacheLookups, limited, sprayBlocks, jwks, internal, verifierTimeouts, auditDropped]) register(f);
+  for (const f of [requests, requestTime, verifyTime, upstreamTime, cacheLookups, limited, sprayBlocks, jwks, internal, verifierTimeouts, revokedRequests, auditDropped]) register(f);
 
   const routeNames = new NameLabels();
   const upstreamNames = new NameLabels();
@@ -266,6 +271,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
   const sprayCell = sprayBlocks.add(new CounterCell({}));
   const internalCell = internal.add(new CounterCell({}));
   const verifierTimeoutCell = verifierTimeouts.add(new CounterCell({}));
+  const revokedCell = revokedRequests.add(new CounterCell({}));
   const jwksCells = new Map<string, { ok: CounterCell; error: CounterCell }>();
 
   const routeLabel = (route: string | null): string => (route === null ? NO_ROUTE : routeNames.bound(route));
@@ -327,6 +333,17 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
   gauge('token_negative_cache_entries', 'Invalid tokens held in the negative token cache.', () => collectors.negativeCacheSize?.());
   gauge('verifier_queue_depth', 'Token verifications waiting for a worker thread.', () => collectors.verifierQueue?.());
   gauge('verifier_utilization_ratio', 'Share of verifier worker time spent verifying (0-1).', () => collectors.verifierUtilization?.());
+  new Gauge({
+    name: `${PREFIX}revocations`,
+    help: 'Entries in the revocation list, by kind: sub, sid or jti (each lives until the tokens it refuses have expired).',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      const byKind = collectors.revocations?.();
+      if (byKind === undefined) return;
+      for (const [kind, n] of Object.entries(byKind)) this.set({ kind }, n);
+    },
+  });
   const build = options.build ?? defaultBuildInfo();
   new Gauge({
     name: `${PREFIX}build_info`,
@@ -396,6 +413,9 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
     },
     verifierTimeout() {
       verifierTimeoutCell.value++;
+    },
+    revokedRequest() {
+      revokedCell.value++;
     },
     setCollectors(c) {
       collectors = c;

@@ -17,6 +17,8 @@ export interface Answer {
   readonly retryAfter?: number | undefined;
   /** The `Allow` value of a 405 (RFC 9110 §15.5.6). */
   readonly allowMethods?: string | undefined;
+  /** A `DPoP-Nonce` for the client's next proof (RFC 9449 §8.1), with a `use_dpop_nonce` answer. */
+  readonly dpopNonce?: string | undefined;
 }
 
 /** A frozen answer. */

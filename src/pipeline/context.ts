@@ -47,6 +47,8 @@ export class RequestContext {
   readonly headers: string[] = [];
   authorization: string | undefined = undefined;
   authCount = 0;
+  /** The `DPoP` field value(s) (RFC 9449 §4.1): one string, or each field line when there were several. */
+  dpop: string | string[] | undefined = undefined;
   contentLength: string | undefined = undefined;
   /** Two Content-Length headers that differ, or one that is not a number. */
   badLength = false;
@@ -76,8 +78,10 @@ export class RequestContext {
   /** The path routes, policy and the audit line see (without `;` parameters). */
   matchPath: string | null = null;
   route: CompiledRoute | null = null;
-  /** The bearer token, once found. */
+  /** The access token, once found. */
   token: string | null = null;
+  /** It came with the `DPoP` authorization scheme (RFC 9449 §7.1), not `Bearer`. */
+  dpopScheme = false;
   cache: CacheOutcome | null = null;
   verifyMs: number | null = null;
   /** This request's verification was counted by the spraying guard and must be settled. */
@@ -178,6 +182,10 @@ function collect(name: string, value: string): void {
       break;
     case 'connection':
       c.connection = c.connection === undefined ? value : `${c.connection}, ${value}`;
+      break;
+    case 'dpop':
+      // Kept apart, never joined: RFC 9449 §4.3 check 1 refuses more than one.
+      c.dpop = c.dpop === undefined ? value : typeof c.dpop === 'string' ? [c.dpop, value] : [...c.dpop, value];
       break;
   }
 }

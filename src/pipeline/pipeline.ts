@@ -4,17 +4,19 @@
  * the request on or answers it. Adding a step to every request is adding a stage to
  * one of these lists (docs/architecture.md, "Where each kind of change goes").
  *
- *   draining → framing → body → path → route → method        every request
- *   → address limit → credentials → token → policy → subject limit
- *                                                             the route's own chain
- *   → forward (src/proxy/forward.ts)                          the upstream
+ *   draining → framing → body → path → logout → route → method            every request
+ *   → address limit → credentials → introspection → token → revocation → dpop
+ *   → policy → subject limit                                             the route's own chain
+ *   → forward (src/proxy/forward.ts)                                     the upstream
  *
  * A route's chain holds only the stages it needs (an `auth: none` route has no
- * credentials, token or policy stage; a route without a limit has no limit stage),
- * worked out once per route and state. The order is README "What the gateway answers":
- * path (400/404), method (405), per-address rate limit (429), credentials (400/401),
- * token (401), MFA (401), roles/scopes/groups (403), per-subject rate limit (429),
- * upstream (502/504).
+ * credentials, token, revocation, DPoP or policy stage; a route without a limit has no
+ * limit stage; only a route whose issuers include one with `introspection` has the
+ * introspection stage), worked out once per route and state. The order is README "What
+ * the gateway answers": path (400/404), the back-channel logout endpoint (200/400),
+ * method (405), per-address rate limit (429), credentials (400/401), token (401, or 503
+ * when introspection is down), revoked (401), DPoP (401), MFA (401), roles/scopes/groups
+ * (403), per-subject rate limit (429), upstream (502/504).
  */
 import type { CompiledRoute, GatewayState } from '../config/state.js';
 import { forward } from '../proxy/forward.js';
@@ -26,12 +28,16 @@ import { body, draining, framing, method, path, route } from './stages/front.js'
 import { addressLimit, subjectLimit } from './stages/limits.js';
 import { policy } from './stages/policy.js';
 import { credentials, token } from './stages/token.js';
+import { introspection } from './stages/introspection.js';
+import { revocation } from './stages/revocation.js';
+import { dpop } from './stages/dpop.js';
+import { logout } from './stages/logout.js';
 
 /** Every request passes these, in this order, before it has a route. */
-export const FRONT_STAGES: readonly Stage[] = Object.freeze([draining, framing, body, path, route, method]);
+export const FRONT_STAGES: readonly Stage[] = Object.freeze([draining, framing, body, path, logout, route, method]);
 
 /** Then these, in this order, each where the route needs it. */
-export const ROUTE_STAGES: readonly Stage[] = Object.freeze([addressLimit, credentials, token, policy, subjectLimit]);
+export const ROUTE_STAGES: readonly Stage[] = Object.freeze([addressLimit, credentials, introspection, token, revocation, dpop, policy, subjectLimit]);
 
 const chains = new WeakMap<CompiledRoute, readonly Stage[]>();
 
@@ -55,7 +61,8 @@ function run(ctx: RequestContext, chain: readonly Stage[], from: number): void {
     const result = chain[i]!.run(ctx);
     if (result === NEXT) continue;
     if (result instanceof Promise) {
-      // The one place a request waits (a cache-miss verification): it resumes here.
+      // The one place a request waits (a verification or introspection on a cache miss, a
+      // shared replay store, a logout token's body): it resumes here.
       result.then(
         (settled) => resume(ctx, chain, i, settled),
         (err: unknown) => fail(ctx, err),

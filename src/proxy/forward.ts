@@ -7,8 +7,9 @@ import { UpstreamCall } from './upstream.js';
 /**
  * The last step of every allowed request: the upstream path (the normalized path, the
  * route's prefix stripped if it says so, the upstream's base path prepended), the header
- * list (src/proxy/headers.ts), the request body once it is ready (a small body is read
- * whole first: src/proxy/request-body.ts), and the dispatch.
+ * list (src/proxy/headers.ts) with the identity assertion when it is on, the request body
+ * once it is ready (a small body is read whole first: src/proxy/request-body.ts), and
+ * the dispatch.
  */
 export function forward(ctx: RequestContext): void {
   const state = ctx.state;
@@ -37,6 +38,9 @@ export function forward(ctx: RequestContext): void {
     },
     principal,
   );
+  const assertions = ctx.services.assertions;
+  // README "Identity assertions": signed once per principal and upstream, then cached.
+  if (principal !== null && assertions !== null) headers.push(state.assertionHeader, assertions.assertionFor(principal, route.upstream));
   const path = ctx.query === undefined ? target : `${target}?${ctx.query}`;
   const body = ctx.body;
   if (body !== null && !body.ready) {

@@ -131,7 +131,8 @@ export class HeaderRewriter {
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
       if (this.isStripped(name, tokens)) continue;
-      if (name === 'authorization' && !info.forwardAuthorization) continue;
+      // A DPoP proof (RFC 9449 §4) is a credential of this request, as the token is.
+      if (!info.forwardAuthorization && (name === 'authorization' || name === 'dpop')) continue;
       out.push(name, headers[i + 1]!);
     }
     out.push(

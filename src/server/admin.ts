@@ -81,6 +81,7 @@ function mountRoute(app: TemplatedApp, route: AdminRoute, token: string | null):
     if (route.mutates && token !== null && !authorized(headers['authorization'], token)) {
       // RFC 6750 §3: the admin token is a bearer token of the admin listener's own.
       reply(res, { status: 401, body: { error: 'unauthorized', error_description: 'This endpoint needs the admin token (admin.tokenFile).' } }, 'Bearer realm="mfa-gateway-admin"');
+      return;
     }
     const run = (body: Buffer): void => {
       Promise.resolve()

@@ -92,7 +92,9 @@ export class Responder {
     // A request body left unread would desynchronise a kept-alive connection.
     const close = info.close || (ctx.body !== null && !ctx.body.complete);
     ctx.body?.destroy();
-    const text = JSON.stringify({ error: info.error, error_description: a.description ?? info.description, request_id: ctx.requestId });
+    // A reason without an `error` is a success the gateway answers itself (a logout, OpenID
+    // Connect Back-Channel Logout 1.0 §2.8: 200 with an empty body).
+    const text = info.error === null ? '' : JSON.stringify({ error: info.error, error_description: a.description ?? info.description, request_id: ctx.requestId });
     if (close) setImmediate(() => this.writeAnswer(a, info.status, text, true));
     else this.writeAnswer(a, info.status, text, false);
     ctx.services.finished(ctx);
@@ -104,12 +106,13 @@ export class Responder {
     const ctx = this.ctx!;
     res.cork(() => {
       res.writeStatus(STATUS_LINE[status] ?? `${status}`);
-      res.writeHeader('content-type', 'application/json');
+      if (text !== '') res.writeHeader('content-type', 'application/json');
       res.writeHeader('cache-control', 'no-store');
       res.writeHeader('x-request-id', ctx.requestId);
       if (a.challenge !== undefined) res.writeHeader('www-authenticate', a.challenge);
       if (a.allowMethods !== undefined) res.writeHeader('allow', a.allowMethods);
       if (a.retryAfter !== undefined) res.writeHeader('retry-after', String(a.retryAfter));
+      if (a.dpopNonce !== undefined) res.writeHeader('dpop-nonce', a.dpopNonce);
       if (ctx.method === 'HEAD') {
         res.writeHeader('content-length', String(Buffer.byteLength(text)));
         res.endWithoutBody(undefined, close);

@@ -66,6 +66,13 @@ export interface TestOp {
   readonly logoutTokens: string[];
   /** Resolves with the next logout_token the relying party receives. */
   nextLogoutToken(): Promise<string>;
+  /**
+   * From now on the OP sends its back-channel logout POSTs to `url` (a gateway's
+   * endpoint) instead of the relying party's own; each logout_token is still kept in
+   * `logoutTokens`. The registered `backchannel_logout_uri` stays the same (the gateway's
+   * port is known only once it listens).
+   */
+  setBackchannelLogoutUri(url: string): void;
   /** The authorization code flow for `alice`, optionally DPoP-bound to `dpop`'s key. */
   login(o: { resource?: string; scope?: string; dpop?: DpopKey }): Promise<Login>;
   /** RP-initiated logout of the login's session; the OP then calls the back-channel logout URI. */
@@ -164,6 +171,8 @@ export async function startTestOp(options: TestOpOptions = {}): Promise<TestOp> 
     });
   });
   const rpPort = await listen(rp);
+  const rpLogoutUri = `http://127.0.0.1:${rpPort}/backchannel-logout`;
+  let logoutTarget: string | null = null;
 
   const server = createServer();
   const port = await listen(server);
@@ -185,7 +194,7 @@ export async function startTestOp(options: TestOpOptions = {}): Promise<TestOp> 
         grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
         redirect_uris: [REDIRECT_URI],
-        backchannel_logout_uri: `http://127.0.0.1:${rpPort}/backchannel-logout`,
+        backchannel_logout_uri: rpLogoutUri,
         // §2.2: the logout token carries the session's `sid`.
         backchannel_logout_session_required: true,
       },
@@ -208,6 +217,11 @@ export async function startTestOp(options: TestOpOptions = {}): Promise<TestOp> 
     // (its SSRF guard is an undici dispatcher): the tests' own OP calls plain fetch.
     fetch: (url: string, init: RequestInit & { dispatcher?: unknown }) => {
       const { dispatcher: _ignored, ...rest } = init;
+      if (logoutTarget !== null && url === rpLogoutUri) {
+        const token = new URLSearchParams(String(rest.body)).get('logout_token');
+        if (token !== null) logoutTokens.push(recordToken(token));
+        return globalThis.fetch(logoutTarget, rest);
+      }
       return globalThis.fetch(url, rest);
     },
     issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(t: string): boolean }) => client.grantTypeAllowed('refresh_token'),
@@ -402,6 +416,9 @@ export async function startTestOp(options: TestOpOptions = {}): Promise<TestOp> 
     introspectionPeak: () => peak,
     logoutTokens,
     nextLogoutToken: () => new Promise<string>((resolve) => waiting.push(resolve)),
+    setBackchannelLogoutUri: (url) => {
+      logoutTarget = url;
+    },
     login,
     logout,
     revoke,

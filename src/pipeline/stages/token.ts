@@ -1,13 +1,13 @@
 /**
- * Credentials and the token: find the bearer token (RFC 6750 §2.1), look it up in the
- * token cache, keep a sprayer's unknown tokens away from the verifier, and verify the
- * rest (a cache miss goes to the worker pool: the one asynchronous stage so far).
+ * Credentials and the token: find the access token (RFC 6750 §2.1, or the DPoP scheme of
+ * RFC 9449 §7.1), look it up in the token cache, keep a sprayer's unknown tokens away
+ * from the verifier, and verify the rest (a cache miss goes to the worker pool).
  *
  * The hot path is a cache hit: extraction, one look-up, and on to the policy, with no
  * promise and no per-byte work on the token (the b64token scan runs on a miss only:
  * every cached token passed it on its way in).
  */
-import { bearerCandidate, isB64Token, MALFORMED_BEARER } from '../../authn/extract.js';
+import { bearerCandidate, dpopCandidate, isB64Token, MALFORMED_BEARER } from '../../authn/extract.js';
 import type { TokenFailureReason } from '../../reasons.js';
 import { answer, RETRY_SOON } from '../answer.js';
 import type { RequestContext } from '../context.js';
@@ -22,7 +22,12 @@ export const credentials: Stage = {
   applies: authenticated,
   run(ctx) {
     const state = ctx.state;
-    const cred = bearerCandidate(ctx.authorization, ctx.authCount, state.verifier.maxTokenBytes);
+    let cred = bearerCandidate(ctx.authorization, ctx.authCount, state.verifier.maxTokenBytes);
+    if (cred.kind === 'none' && ctx.authorization !== undefined) {
+      // RFC 9449 §7.1: `Authorization: DPoP <token>`; the DPoP stage checks its proof.
+      cred = dpopCandidate(ctx.authorization, ctx.authCount, state.verifier.maxTokenBytes);
+      ctx.dpopScheme = cred.kind !== 'none';
+    }
     if (cred.kind === 'none') return state.answers.credentialsMissing;
     if (cred.kind === 'token') {
       const cached = ctx.services.verifier!.lookup(cred.token);
@@ -105,12 +110,12 @@ function settle(ctx: RequestContext, result: NonNullable<RequestContext['verdict
 }
 
 /** 401 invalid_token; `count`: this failure has not been counted toward spraying yet. */
-function refuse(ctx: RequestContext, reason: TokenFailureReason, count: boolean): ReturnType<typeof answer> {
+export function refuse(ctx: RequestContext, reason: TokenFailureReason, count: boolean): ReturnType<typeof answer> {
   if (count && reason !== 'unknown_kid' && ctx.services.limits.invalidToken(ctx.client)) ctx.services.sprayingBlocked(ctx.client);
   return ctx.state.answers.tokenFailure[reason];
 }
 
-function spraying(ctx: RequestContext, retryAfter: number): ReturnType<typeof answer> {
+export function spraying(ctx: RequestContext, retryAfter: number): ReturnType<typeof answer> {
   ctx.services.metrics.rateLimited('spraying');
   return answer('token_spraying', { retryAfter });
 }

@@ -103,7 +103,12 @@ describe('check --print', () => {
     expect(effective['verifier']).toMatchObject({ threads: 2, jwksCooldown: '30s', jwksTimeout: '5s', taskTimeout: '2s', cache: { max: 100_000, maxTtl: '5m' } });
     expect(effective['server']).toMatchObject({ drainTimeout: '10s', realm: 'mfa-gateway' });
     expect(effective['log']).toEqual({ level: 'info' });
-    expect(Object.keys(effective)).toEqual(['listen', 'admin', 'server', 'verifier', 'issuers', 'upstreams', 'mfa', 'routes', 'identityHeaders', 'headers', 'audit', 'rateLimit', 'log']);
+    expect(Object.keys(effective)).toEqual([
+      'listen', 'admin', 'server', 'verifier', 'issuers', 'upstreams', 'mfa', 'routes', 'identityHeaders', 'headers', 'audit', 'rateLimit', 'log',
+      'dpop', 'backchannelLogout', 'revocation', 'identityAssertion',
+    ]);
+    expect(effective['backchannelLogout']).toEqual({ enabled: true, path: '/.well-known/mfa-gateway/backchannel-logout' });
+    expect(effective['identityAssertion']).toEqual({ enabled: false, header: 'x-mfa-gateway-assertion', issuer: 'mfa-gateway', lifetime: '1m' });
     // The printed config is itself a valid config that says the same.
     const again = writeConfig({ ...effective, listen: { ...effective['listen'], tls: undefined } }, dir);
     expect((await runCli(['check', '--config', again])).code).toBe(0);

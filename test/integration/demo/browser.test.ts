@@ -143,4 +143,32 @@ describe('the demo login page in chromium', () => {
       expect((await callGateway(demo.gatewayUrl, '/api/hello', token)).status).toBe(200);
     });
   });
+
+  it('logging out at the identity provider ends the gateway session: the same token is refused on the next request', async () => {
+    await withContext(async (page) => {
+      await page.goto(`${demo.idp.issuer}/app/login`);
+      await typePassword(page, 'alice', 'wonderland');
+      clock.nextStep();
+      await page.locator('#code').fill(await totpCode(DEMO_TOTP_SECRET, clock.now()));
+      await page.locator('#otp-submit').click();
+      const token = await readToken(page);
+      expect(jwtPayload(token)['sid']).toEqual(expect.any(String));
+      // Twice: the second answer comes from the gateway's token cache.
+      expect((await callGateway(demo.gatewayUrl, '/api/hello', token)).status).toBe(200);
+      expect((await callGateway(demo.gatewayUrl, '/api/hello', token)).status).toBe(200);
+
+      // RP-initiated logout in the browser: the IdP asks, the user confirms, and the IdP
+      // sends the back-channel logout to the gateway before it shows the page.
+      await page.locator('#logout').click();
+      await page.locator('#logout-yes').click();
+      await page.locator('#logged-out').waitFor();
+
+      const refused = await callGateway(demo.gatewayUrl, '/api/hello', token);
+      expect(refused.status).toBe(401);
+      expect(refused.challenge).toBe('Bearer realm="mfa-gateway", error="invalid_token", error_description="token revoked"');
+      // The browser's session is gone too: a new login asks for the password again.
+      await page.goto(`${demo.idp.issuer}/app/login`);
+      await page.locator('#login-form').waitFor();
+    });
+  });
 });

@@ -13,7 +13,9 @@ export const DEMO_CLI = resolve(ROOT, 'dist/demo/cli.js');
 export const { startDemoStack } = (await import('../../../dist/demo/stack.js')) as typeof import('../../../demo/stack.js');
 export const { startDemoIdp } = (await import('../../../dist/demo/idp.js')) as typeof import('../../../demo/idp.js');
 const tokenClient = (await import('../../../dist/demo/token-client.js')) as typeof import('../../../demo/token-client.js');
-export const { jwtPayload, TokenFlowError } = tokenClient;
+export const { jwtPayload, TokenFlowError, dpopKeyPair, logoutAtIdp } = tokenClient;
+/** A DPoP proof of the demo's token helper; proofs are credentials too (the whole-run leak check's list). */
+export const dpopProof: typeof tokenClient.dpopProof = (...args) => recordToken(tokenClient.dpopProof(...args));
 /** The demo's token helper; the tokens it returns go into the whole-run leak check's list (test/leaks). */
 export const fetchToken: typeof tokenClient.fetchToken = async (options) => {
   const result = await tokenClient.fetchToken(options);
@@ -46,10 +48,13 @@ export interface GatewayAnswer {
   text: string;
 }
 
-/** GET through the gateway, with a bearer token when given. */
-export async function callGateway(gatewayUrl: string, path: string, token?: string): Promise<GatewayAnswer> {
+/** GET through the gateway, with a bearer token when given (or a DPoP token and its proof). */
+export async function callGateway(gatewayUrl: string, path: string, token?: string, dpop?: { proof: string }): Promise<GatewayAnswer> {
   recordToken(token);
-  const res = await request(`${gatewayUrl}${path}`, { headers: token === undefined ? {} : { authorization: `Bearer ${token}` } });
+  const headers: Record<string, string> = {};
+  if (token !== undefined) headers['authorization'] = `${dpop === undefined ? 'Bearer' : 'DPoP'} ${token}`;
+  if (dpop !== undefined) headers['dpop'] = dpop.proof;
+  const res = await request(`${gatewayUrl}${path}`, { headers });
   const text = await res.body.text();
   let body: Record<string, unknown> = {};
   try {

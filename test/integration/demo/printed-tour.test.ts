@@ -25,6 +25,7 @@ function freePort(): Promise<number> {
 interface Step {
   n: number;
   status: number;
+  /** The command lines before the curl line: `X=$(…)`, `{ read -r X; read -r Y; } < <(…)`, `node … logout "$X"`. */
   assignments: string[];
   curl: string;
   challenge: string | null;
@@ -44,7 +45,7 @@ function parseTour(text: string): Step[] {
     }
     if (cur === null) continue;
     const line = raw.trim();
-    if (/^[A-Z]+=\$\(.*\)$/.test(line)) cur.assignments.push(line);
+    if (/^[A-Z]+=\$\(.*\)$/.test(line) || /^\{ (read -r [A-Z]+; )+\} < <\(.*\)$/.test(line) || /^node \S+ logout "\$[A-Z]+"/.test(line)) cur.assignments.push(line);
     else if (line.startsWith('curl ') && cur.curl === '') cur.curl = line;
     else if (line.startsWith('answers  WWW-Authenticate: ')) cur.challenge = line.slice('answers  WWW-Authenticate: '.length);
     else if (line.startsWith('echoes   ')) cur.echoes = line.slice('echoes   '.length);
@@ -106,7 +107,10 @@ describe('npm run demo', () => {
 
   it('prints commands whose answers are what it says they are', () => {
     const steps = parseTour(out);
-    expect(steps.map((s) => s.n)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(steps.map((s) => s.n)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    // The DPoP token with its proof, and the logout, are commands of their own.
+    expect(steps[6]!.assignments).toEqual([expect.stringMatching(/^\{ read -r DPOP; read -r PROOF; \} < <\(node dist\/demo\/cli\.js token --pwd --dpop --url /)]);
+    expect(steps[8]!.assignments).toEqual([`node dist/demo/cli.js logout "$MFA" --idp http://127.0.0.1:${ports['idp']}`]);
     // The parser found what the checks below compare: a tour whose format drifted would
     // otherwise skip them and pass on statuses alone.
     expect(steps.filter((s) => s.challenge !== null).length).toBeGreaterThanOrEqual(3);
@@ -114,7 +118,9 @@ describe('npm run demo', () => {
     // One bash session, as a reader pasting the commands would have: later steps reuse $MFA.
     // The tokens the commands mint go into the whole-run leak check's list (test/leaks).
     const tokens = tokensFile();
-    const keep = (assignment: string) => (tokens ? [`printf '%s\\n' "$${assignment.split('=')[0]}" >> "$LEAK_TOKENS"`] : []);
+    // The variables a command line fills: X of `X=$(…)`, each of `{ read -r X; read -r Y; }`.
+    const filled = (line: string) => (line.startsWith('{') ? [...line.matchAll(/read -r ([A-Z]+);/g)].map((m) => m[1]!) : /^[A-Z]+=/.test(line) ? [line.split('=')[0]!] : []);
+    const keep = (assignment: string) => (tokens ? filled(assignment).map((v) => `printf '%s\\n' "$${v}" >> "$LEAK_TOKENS"`) : []);
     const script = steps
       .flatMap((s) => [...s.assignments.flatMap((a) => [a, ...keep(a)]), `echo "@@step ${s.n}"`, `${s.curl} -w '\\n@@status %{http_code}\\n'`])
       .join('\n');

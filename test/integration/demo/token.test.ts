@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { calculateJwkThumbprint, createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import {
   DEMO_CLI,
   DEMO_TOTP_SECRET,
@@ -8,8 +8,11 @@ import {
   TotpClock,
   callGateway,
   constants,
+  dpopKeyPair,
+  dpopProof,
   fetchToken,
   jwtPayload,
+  logoutAtIdp,
   startDemoIdp,
   startDemoStack,
   tour,
@@ -148,6 +151,9 @@ describe('the printed tour', () => {
     expect(text).toContain('OLD=$(node dist/demo/cli.js token --mfa --auth-age 10m)\n');
     expect(text).toContain('curl -si http://127.0.0.1:8080/api/hello\n');
     expect(text).toContain('curl -s -H "Authorization: Bearer $MFA" http://127.0.0.1:8080/api/hello\n');
+    expect(text).toContain('{ read -r DPOP; read -r PROOF; } < <(node dist/demo/cli.js token --pwd --dpop --url http://127.0.0.1:8080/reports/summary)\n');
+    expect(text).toContain('curl -s -H "Authorization: DPoP $DPOP" -H "DPoP: $PROOF" http://127.0.0.1:8080/reports/summary\n');
+    expect(text).toContain('node dist/demo/cli.js logout "$MFA"\n');
     expect(text).toContain('otpauth://totp/x');
     // Tour variables are plain names, never a shell's own (PWD, HOME, PATH… would break the commands).
     for (const name of Object.keys(tour.TOKEN_FLAGS)) expect(['PWD', 'HOME', 'PATH', 'USER', 'SHELL', 'IFS', 'PS1']).not.toContain(name);
@@ -156,14 +162,22 @@ describe('the printed tour', () => {
   });
 
   it('every step answers what the tour says it answers', async () => {
+    const key = dpopKeyPair();
+    const bound = await fetchToken({ issuer: demo.idp.issuer, ...alice, secondFactor: 'skip', dpop: key });
+    expect(bound.tokenType).toBe('DPoP');
     const tokens = {
       PW: (await fetchToken({ issuer: demo.idp.issuer, ...alice, secondFactor: 'skip' })).accessToken,
       MFA: (await mfaToken()).accessToken,
       OLD: (await mfaToken({ authAgeSec: 600 })).accessToken,
+      DPOP: bound.accessToken,
     };
-    expect(tour.TOUR_STEPS.length).toBeGreaterThanOrEqual(6);
+    // The one proof the token command prints with the token; the tour sends it twice.
+    const dpopStep = tour.TOUR_STEPS.find((s) => s.token === 'DPOP')!;
+    const proof = dpopProof(key, 'GET', `${demo.gatewayUrl}${dpopStep.path}`, bound.accessToken);
+    expect(tour.TOUR_STEPS.length).toBeGreaterThanOrEqual(9);
     for (const step of tour.TOUR_STEPS) {
-      const r = await callGateway(demo.gatewayUrl, step.path, step.token === 'none' ? undefined : tokens[step.token]);
+      if (step.logoutFirst) await logoutAtIdp(demo.idp.issuer, tokens[step.token as 'MFA']);
+      const r = await callGateway(demo.gatewayUrl, step.path, step.token === 'none' ? undefined : tokens[step.token], step.token === 'DPOP' ? { proof } : undefined);
       expect(r.status, `${step.title}: ${r.text}`).toBe(step.status);
       if (step.challenge) {
         expect(r.challenge, step.title).toBeDefined();
@@ -216,9 +230,9 @@ function runCli(args: string[]): Promise<{ code: number | null; stdout: string; 
     const timer = setTimeout(() => proc.kill('SIGKILL'), 45_000);
     proc.on('exit', (code) => {
       clearTimeout(timer);
-      // For the whole-run leak check (test/leaks): printing the token is this command's
-      // job, so a printed token is recorded as a token; anything else is output.
-      if (/^[\w-]+\.[\w-]+\.[\w-]+\n$/.test(stdout)) recordToken(stdout.trim());
+      // For the whole-run leak check (test/leaks): printing the token (and a DPoP proof) is
+      // this command's job, so a printed token is recorded as a token; anything else is output.
+      if (/^([\w-]+\.[\w-]+\.[\w-]+\n){1,2}$/.test(stdout)) for (const t of stdout.trim().split('\n')) recordToken(t);
       else recordOutput(`demo-cli-${args[0] ?? ''}.stdout`, stdout);
       recordOutput(`demo-cli-${args[0] ?? ''}.stderr`, stderr);
       resolveRun({ code, stdout, stderr });
@@ -259,5 +273,29 @@ describe('demo token (the built CLI)', () => {
     const both = await runCli(['token', '--mfa', '--pwd']);
     expect(both.code).toBe(1);
     expect(both.stderr).toContain('exactly one of --mfa or --pwd');
+  });
+
+  it('with --dpop prints a token bound to a fresh key and a proof of that key for the one request named', async () => {
+    const r = await runCli(['token', '--mfa', '--dpop', '--url', 'http://127.0.0.1:8080/api/orders?page=2', '--method', 'POST', '--idp', idp.issuer]);
+    expect(r.code, r.stderr).toBe(0);
+    const [token, proof, ...rest] = r.stdout.trim().split('\n');
+    expect(rest).toEqual([]);
+    const header = decodeProtectedHeader(proof!);
+    expect(header).toMatchObject({ typ: 'dpop+jwt', alg: 'ES256', jwk: { kty: 'EC', crv: 'P-256' } });
+    expect(jwtPayload(token!)['cnf']).toEqual({ jkt: await calculateJwkThumbprint(header.jwk!, 'sha256') });
+    // RFC 9449 §4.2: htu without the query; ath the token's hash.
+    expect(jwtPayload(proof!)).toMatchObject({ htm: 'POST', htu: 'http://127.0.0.1:8080/api/orders', ath: expect.any(String), jti: expect.any(String) });
+    const odd = await runCli(['token', '--mfa', '--url', 'http://127.0.0.1:8080/x']);
+    expect(odd.code).toBe(1);
+    expect(odd.stderr).toContain('--url and --method go with --dpop');
+  });
+
+  it('logout needs one access token of the identity provider, and says why it refuses one', async () => {
+    const none = await runCli(['logout']);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain('logout needs exactly one access token');
+    const forged = await runCli(['logout', 'a.b.c', '--idp', idp.issuer]);
+    expect(forged.code).toBe(1);
+    expect(forged.stderr).toMatch(/^demo: logout: the identity provider refused the logout: HTTP 400 access_token is no valid access token/);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bearerCandidate, extractToken, isB64Token, MALFORMED_TOKEN } from '../../../src/authn/extract.js';
+import { bearerCandidate, dpopCandidate, extractToken, isB64Token, MALFORMED_TOKEN } from '../../../src/authn/extract.js';
 
 // The pipeline looks the bare candidate up in the token cache first and runs the
 // b64token check on a miss only (src/pipeline/stages/token.ts; what it answers is tested
@@ -28,5 +28,18 @@ describe('bearerCandidate + isB64Token', () => {
     expect(isB64Token('==')).toBe(false);
     expect(isB64Token('a=b')).toBe(false);
     expect(isB64Token('a\u0100')).toBe(false);
+  });
+});
+
+describe('dpopCandidate (RFC 9449 §7.1: Authorization: DPoP <token>)', () => {
+  it('finds the token after the DPoP scheme, in any case, and only there', () => {
+    expect(dpopCandidate('DPoP abc.def.ghi', 1, 8192)).toEqual({ kind: 'token', token: 'abc.def.ghi' });
+    expect(dpopCandidate('dpop  abc', 1, 8192)).toEqual({ kind: 'token', token: 'abc' });
+    expect(dpopCandidate('Bearer abc', 1, 8192)).toEqual({ kind: 'none' });
+    expect(dpopCandidate('DPoPX abc', 1, 8192)).toEqual({ kind: 'none' });
+    expect(bearerCandidate('DPoP abc', 1, 8192)).toEqual({ kind: 'none' });
+    expect(dpopCandidate('DPoP', 1, 8192)).toMatchObject({ kind: 'invalid_request' });
+    expect(dpopCandidate('DPoP abc', 2, 8192)).toMatchObject({ kind: 'invalid_request', description: 'multiple Authorization headers' });
+    expect(dpopCandidate(`DPoP ${'a'.repeat(300)}`, 1, 256)).toEqual({ kind: 'too_large' });
   });
 });

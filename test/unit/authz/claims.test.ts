@@ -118,9 +118,18 @@ describe('principalFrom', () => {
     const p = accepted({ iss: 'x', sub: 'alice', exp: 10, sid: 's-1', jti: 'j-1', iat: 5, cnf: { jkt: 'thumb' }, client_id: 'app' });
     expect(p).toMatchObject({ sub: 'alice', sid: 's-1', jti: 'j-1', iat: 5, cnfJkt: 'thumb', clientId: 'app' });
     expect(accepted({ iss: 'x', sub: 7, exp: 10 }).sub).toBe('7');
-    const odd = accepted({ iss: 'x', sub: 'alice', exp: 10, sid: 3, jti: '', iat: '5', cnf: 'thumb', client_id: ['app'] });
+    const odd = accepted({ iss: 'x', sub: 'alice', exp: 10, sid: 3, jti: '', iat: '5', client_id: ['app'] });
     expect([odd.sid, odd.jti, odd.iat, odd.cnfJkt, odd.clientId]).toEqual([undefined, undefined, undefined, undefined, undefined]);
-    expect(accepted({ iss: 'x', sub: 'alice', exp: 10, cnf: { 'x5t#S256': 'cert' } }).cnfJkt).toBeUndefined();
+  });
+
+  it('refuses a token bound by a confirmation method it cannot check, and a cnf that binds to nothing (RFC 7800 §3.1)', () => {
+    const base = { iss: 'x', sub: 'alice', exp: 10 };
+    // RFC 8705 §3.1 (mTLS), alone or beside jkt: it must never pass as a plain bearer token.
+    expect(principalFrom({ ...base, cnf: { 'x5t#S256': 'cert' } }, issuer)).toBe('binding_unsupported');
+    expect(principalFrom({ ...base, cnf: { jkt: 'thumb', 'x5t#S256': 'cert' } }, issuer)).toBe('binding_unsupported');
+    expect(principalFrom({ ...base, cnf: { kid: 'k' } }, issuer)).toBe('binding_unsupported');
+    for (const cnf of ['thumb', null, [], {}, { jkt: '' }, { jkt: 7 }]) expect(principalFrom({ ...base, cnf }, issuer), JSON.stringify(cnf)).toBe('claim_invalid');
+    expect(accepted({ ...base, cnf: { jkt: 'thumb' } }).cnfJkt).toBe('thumb');
   });
 
   it('needs only the issuer name and claim paths (what a worker task carries)', () => {
