@@ -111,10 +111,17 @@ export interface IdentityHeaderNames {
 
 export interface CompiledConfig {
   readonly listen: { readonly host: string; readonly port: number; readonly tls: { readonly cert: string; readonly key: string; readonly passphrase?: string } | null };
-  readonly admin: { readonly host: string; readonly port: number };
+  readonly admin: {
+    readonly host: string;
+    readonly port: number;
+    /** The admin token's file (absolute); null when none is configured. */
+    readonly tokenFile: string | null;
+  };
   readonly server: {
     readonly realm: string;
     readonly drainTimeoutMs: number;
+    /** `server.pidFile` (absolute), or null. */
+    readonly pidFile: string | null;
     readonly maxBodyBytes: number;
     readonly trustedProxies: readonly string[];
     readonly pathParameters: 'reject' | 'allow';
