@@ -336,6 +336,93 @@ describe('start --watch', () => {
   });
 });
 
+describe('upstreams across a reload', () => {
+  it('a request in flight to a changed or removed upstream finishes on its old pool; new requests go to the new address', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const held = await startUpstream((_req, res) => void gate.then(() => res.end('late')));
+    const next = await startUpstream();
+    const routes = [{ path: '/u/', upstream: 'u', auth: 'none' }, { path: '/v/', upstream: 'v', auth: 'none' }];
+    const file = writeConfig(baseConfig({ upstreams: { u: { url: held.url }, v: { url: held.url } }, routes }));
+    const gw = await startGatewayProcess(file);
+    try {
+      const inflight = ['/u/slow', '/v/slow'].map((p) => request(`${gw.url}${p}`).then(async (r) => ({ status: r.statusCode, body: await r.body.text() })));
+      for (let i = 0; i < 200 && held.received.length < 2; i++) await sleep(10);
+      expect(held.received.length).toBe(2);
+      writeFileSync(file, JSON.stringify(baseConfig({ upstreams: { u: { url: next.url } }, routes: [routes[0]] })));
+      const res = await request(`${gw.adminUrl}/reload`, { method: 'POST' });
+      expect(res.statusCode).toBe(200);
+      expect(await res.body.json()).toMatchObject({ changes: { upstreams: { added: [], removed: ['v'], changed: ['u'] }, routes: { removed: ['/v/'] } } });
+      expect(await get(gw, '/u/new')).toBe(200);
+      expect(next.received.map((r) => r.url)).toEqual(['/u/new']);
+      expect(await get(gw, '/v/new')).toBe(404);
+      release();
+      expect(await Promise.all(inflight)).toEqual([
+        { status: 200, body: 'late' },
+        { status: 200, body: 'late' },
+      ]);
+    } finally {
+      release();
+      expect(await gw.stop()).toBe(0);
+      await Promise.all([held.close(), next.close()]);
+    }
+  });
+});
+
+describe('live settings', () => {
+  it('a reload moves the audit log, changes the log level and the admin token; an audit file that cannot be opened refuses it', async () => {
+    const dir = tempDir('mfa-reload-live-');
+    const tokenFile = join(dir, 'admin.token');
+    const [first, second] = ['a'.repeat(32), 'b'.repeat(32)];
+    writeFileSync(tokenFile, first);
+    const admin = { host: '127.0.0.1', port: 0, tokenFile: 'admin.token' };
+    const file = writeConfig({ ...config([A]), admin }, dir);
+    const gw = await startGatewayProcess(file);
+    const reload = async (secret: string) => {
+      const res = await request(`${gw.adminUrl}/reload`, { method: 'POST', headers: { authorization: `Bearer ${secret}` } });
+      return { status: res.statusCode, body: (await res.body.json()) as Record<string, unknown> };
+    };
+    try {
+      // The audit file's folder does not exist: refused before anything changed.
+      writeFileSync(file, JSON.stringify({ ...config([A]), admin, audit: { destination: 'missing/audit.log' } }));
+      expect(await reload(first)).toEqual({
+        status: 422,
+        body: expect.objectContaining({ problems: [`audit.destination: cannot open the audit log ${join(dir, 'missing/audit.log')}: ENOENT`] }),
+      });
+
+      writeFileSync(file, JSON.stringify({ ...config([A]), admin, audit: { destination: 'audit.log', flushInterval: '100ms' }, log: { level: 'debug' } }));
+      writeFileSync(tokenFile, second);
+      expect((await reload(first)).status).toBe(200);
+      expect(await get(gw, '/a/after', await corp.mint({}))).toBe(200);
+      // The new level is in force at once: the reload's own steps are logged at debug.
+      expect(gw.logLines()).toContainEqual(expect.objectContaining({ level: 'debug', msg: expect.stringMatching(/^reload: upstream pools/) }));
+      for (let i = 0; i < 100 && !(existsSync(join(dir, 'audit.log')) && readFileSync(join(dir, 'audit.log'), 'utf8').includes('/a/after')); i++) await sleep(20);
+      expect(JSON.parse(readFileSync(join(dir, 'audit.log'), 'utf8').trim().split('\n').at(-1)!)).toMatchObject({ msg: 'audit', path: '/a/after', status: 200 });
+      expect(audits(gw).filter((l) => l['path'] === '/a/after')).toEqual([]);
+      // The token file was read again: the old secret no longer opens POST /reload.
+      expect((await reload(first)).status).toBe(401);
+      expect((await reload(second)).status).toBe(200);
+    } finally {
+      expect(await gw.stop()).toBe(0);
+    }
+  });
+
+  it('leaves a level set by --log-level alone', async () => {
+    const file = writeConfig(config([A]));
+    const gw = await startGatewayProcess(file, {}, [process.execPath, CLI, 'start', '--config', file, '--log-level', 'info']);
+    try {
+      writeFileSync(file, JSON.stringify({ ...config([A]), log: { level: 'debug' } }));
+      gw.proc.kill('SIGHUP');
+      expect(await logLine(gw, 'config reloaded')).toMatchObject({ settings: ['log.level'] });
+      expect(await get(gw, '/nope')).toBe(404);
+      await sleep(100);
+      expect(gw.logLines().filter((l) => l['level'] === 'debug')).toEqual([]);
+    } finally {
+      expect(await gw.stop()).toBe(0);
+    }
+  });
+});
+
 describe('settings that can only change with a restart', () => {
   it('are listed, each with its old and new value', async () => {
     const port = await freePort();
