@@ -79,8 +79,9 @@ export async function explain(state: GatewayState, request: ExplainRequest, opti
   const notes: string[] = [];
   const stop = new AbortController();
   const fetch = memoFetch(runtime.fetch);
+  // Warnings become notes under the report; a failed key-set fetch is the key line's to say.
   const log = (level: string, msg: string, fields?: Record<string, unknown>) => {
-    if (level === 'warn' || level === 'error') notes.push(`${msg}${fields?.['error'] ? `: ${String(fields['error'])}` : ''}`);
+    if ((level === 'warn' || level === 'error') && msg !== 'key set fetch failed') notes.push(`${msg}${fields?.['error'] ? `: ${String(fields['error'])}` : ''}`);
   };
   // threads 0: the verifier's own task code runs here, on this thread; no timer outlives the run.
   const noTimer = () => ({ cancel() {} });
@@ -200,7 +201,7 @@ async function loadKeys(
     log: (level, msg, fields) => {
       if (msg === 'key set fetched') from = String(fields?.['url'] ?? fields?.['file'] ?? from);
       else if (msg === 'key set loaded') kids = (fields?.['kids'] as (string | null)[] | undefined) ?? [];
-      else if (msg !== 'key set fetch failed') o.log(level, msg, fields); // a failure is the key line's to say
+      else o.log(level, msg, fields);
     },
   });
   await store.load();

@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli, tempDir, writeConfig } from '../harness.js';
 import { startIdp, type TestIdp } from '../auth/tokens.js';
-import { makeKey, sign } from '../authn/idp.js';
+import { freePort, makeKey, sign } from '../authn/idp.js';
 
 let idp: TestIdp;
 let file: string;
@@ -210,6 +210,25 @@ describe('explain', () => {
     expect(r.stdout).toContain(`  key            ok   kid file-1, EC P-256, from ${join(own, 'keys.json')}\n`);
     expect(r.stdout).toContain('  mfa            --   auth: token asks for no MFA\n');
     expect(r.stdout).toContain('answer: allow');
+  });
+
+  it('an issuer whose keys cannot be fetched: 503 verifier_unavailable, the real cause on the key line', async () => {
+    const port = await freePort();
+    const issuer = `http://127.0.0.1:${port}/realms/down`;
+    const cfg = writeConfig({
+      issuers: [{ name: 'down', issuer, jwksUri: `${issuer}/certs`, audience: ['api'] }],
+      upstreams: { u: { url: 'http://127.0.0.1:3001' } },
+      routes: [{ path: '/', upstream: 'u', auth: 'token' }],
+    });
+    const key = await makeKey('RS256', 'k1');
+    const token = await sign(key, { iss: issuer, aud: 'api', sub: 'alice', exp: now() + 60 });
+    const r = await runCli(['explain', '--config', cfg, '--path', '/x', '--token', token]);
+    expect(r.stdout).not.toContain(token);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('token            FAIL token verification unavailable (verifier_unavailable)\n');
+    expect(r.stdout).toContain(`  key            FAIL no key set loaded: ${issuer}/certs: connection refused (ECONNREFUSED 127.0.0.1:${port}) (verifier_unavailable)\n`);
+    expect(r.stdout).not.toContain('note:');
+    expect(r.stdout).toContain('answer: 503 verifier_unavailable (the gateway refuses the request; exit 1)\n  retry-after: 1\n');
   });
 
   it('exit 2 for usage errors and for a config with problems', async () => {
