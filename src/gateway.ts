@@ -218,8 +218,15 @@ export async function startGateway(state: GatewayState, options: GatewayOptions 
         }
       }
       const current = proc.verifier;
-      const plan = current !== null ? await current.reconfigure(s) : null;
-      const added = current === null && s.issuers.length > 0 ? await proc.startVerifier(s) : null;
+      let plan: VerifierReconfiguration | null;
+      let added: Verifier | null;
+      try {
+        plan = current !== null ? await current.reconfigure(s) : null;
+        added = current === null && s.issuers.length > 0 ? await proc.startVerifier(s) : null;
+      } catch (err) {
+        await audit?.close(); // a verifier that cannot start (its worker missing): nothing changed
+        throw err;
+      }
       if (closing !== null) {
         plan?.abandon();
         await added?.close();

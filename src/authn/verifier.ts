@@ -153,12 +153,12 @@ class TokenVerifier implements Verifier {
   }
 
   /** An issuer's key store, stopped by the verifier closing or by its own controller (a reload). */
-  private runtimeFor(issuer: CompiledIssuer): IssuerRuntime {
+  private runtimeFor(issuer: CompiledIssuer, cfg: CompiledConfig['verifier'] = this.cfg): IssuerRuntime {
     const stop = new AbortController();
     const store = new KeyStore(issuer, {
       ...this.storeOptions,
-      cooldownMs: this.cfg.jwksCooldownMs,
-      timeoutMs: this.cfg.jwksTimeoutMs,
+      cooldownMs: cfg.jwksCooldownMs,
+      timeoutMs: cfg.jwksTimeoutMs,
       signal: AbortSignal.any([this.abort.signal, stop.signal]),
     });
     return { issuer, store, stop };
@@ -184,9 +184,7 @@ class TokenVerifier implements Verifier {
         kept.push(issuer.name);
         continue;
       }
-      const runtime = this.runtimeFor(issuer);
-      // Built with the new timing: runtimeFor reads this.cfg, which changes only at commit.
-      runtime.store.retune({ cooldownMs: cfg.jwksCooldownMs, timeoutMs: cfg.jwksTimeoutMs });
+      const runtime = this.runtimeFor(issuer, cfg);
       fresh.push(runtime);
       after.set(issuer.issuer, runtime);
       (old === undefined ? added : replaced).push(issuer.name);
