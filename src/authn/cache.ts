@@ -168,6 +168,41 @@ export class TokenCache {
     return e;
   }
 
+  /**
+   * Forgets the verified tokens of these issuers (config names), and every remembered
+   * failure: a reload that changed an issuer's settings (src/reload.ts) must not answer
+   * from what its old settings decided, and a refusal such as `wrong_audience` may pass
+   * under new ones. Returns how many verified tokens were dropped.
+   */
+  forgetIssuers(names: ReadonlySet<string>): number {
+    const gone: string[] = [];
+    if (names.size > 0) {
+      // Collected first: lru-cache's iterators walk a list that delete() relinks.
+      for (const index of this.positive.keys()) {
+        const slot = this.positive.peek(index);
+        if (slot !== undefined && names.has(slot.value.principal.issuer)) gone.push(index);
+      }
+    }
+    for (const index of gone) this.positive.delete(index);
+    this.negative.clear();
+    return gone.length;
+  }
+
+  /**
+   * A cache with other limits holding this one's verified tokens (least recently used
+   * first, so the order of use is kept; beyond the new `max` the oldest go). Remembered
+   * failures are not carried: their lifetime was the old `negativeTtl`.
+   */
+  withLimits(limits: TokenCacheLimits): TokenCache {
+    const next = new TokenCache(limits, this.now);
+    for (const index of this.positive.rkeys()) {
+      const slot = this.positive.peek(index);
+      if (slot !== undefined) next.positive.set(index, slot);
+    }
+    next.evicted = this.evicted;
+    return next;
+  }
+
   get size(): number {
     return this.positive.size;
   }

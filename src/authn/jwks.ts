@@ -241,7 +241,7 @@ export class KeyStore {
 
   constructor(
     readonly issuer: CompiledIssuer,
-    private readonly opts: KeyStoreOptions,
+    private opts: KeyStoreOptions,
   ) {
     this.jwksUri = issuer.keys.kind === 'jwksUri' ? issuer.keys.url : null;
     // Closing the verifier ends the background refreshes too.
@@ -281,6 +281,14 @@ export class KeyStore {
     if (this.inflight) return this.inflight;
     if (this.opts.now() - this.lastAttemptAt < this.opts.cooldownMs) return Promise.resolve();
     return this.load();
+  }
+
+  /**
+   * New `verifier.jwksCooldown` / `jwksTimeout` after a reload: the keys, the cooldown
+   * already running and the next background refresh are kept.
+   */
+  retune(timing: { readonly cooldownMs: number; readonly timeoutMs: number }): void {
+    this.opts = { ...this.opts, cooldownMs: timing.cooldownMs, timeoutMs: timing.timeoutMs };
   }
 
   /** Milliseconds until `refresh` may fetch again (0 when it may now). */

@@ -1,5 +1,6 @@
 import type { Principal } from '../authz/claims.js';
 import type { KeyStatus, KeyStore } from './jwks.js';
+import type { CompiledConfig } from '../config/state.js';
 
 /** Reasons a token is refused: the `token` rows of the vocabulary (src/reasons.ts). */
 export type { TokenFailureReason } from '../reasons.js';
@@ -41,6 +42,14 @@ export interface Verifier {
    * worker pool has stopped completing verifications (`pool`; always ok with threads 0).
    */
   readiness(): VerifierReadiness;
+  /**
+   * Prepares to follow a new config (a reload, src/reload.ts): issuers whose settings did
+   * not change keep their key set and cached tokens; for new issuers and changed ones a
+   * key set is loaded now, as at start (a failed load does not refuse the reload:
+   * readiness names it). Nothing in use changes until `commit`. `verifier.threads`
+   * cannot change (the reload refuses that first).
+   */
+  reconfigure(next: CompiledConfig): Promise<VerifierReconfiguration>;
   close(): Promise<void>;
   /**
    * The key set of an issuer (by config name), for checking what else that issuer signs
@@ -78,4 +87,23 @@ export interface VerifierStats {
   pending: number;
   /** Pool verifications abandoned after `verifier.taskTimeout`, since start. */
   timeouts: number;
+}
+
+/** A prepared verifier change (Verifier.reconfigure): issuer config names by what happens to them. */
+export interface VerifierReconfiguration {
+  readonly kept: readonly string[];
+  readonly replaced: readonly string[];
+  readonly added: readonly string[];
+  readonly removed: readonly string[];
+  /** `verifier.cache` limits changed: verified tokens move to a cache with the new limits. */
+  readonly cacheResized: boolean;
+  /**
+   * Puts the new settings in force, synchronously: replaced and removed issuers' key sets
+   * stop (their fetches and refreshes end), their cached tokens and every remembered
+   * failure are forgotten, and verifications still running for them are answered but not
+   * cached. Returns how many cached tokens were dropped.
+   */
+  commit(): { readonly cachedTokensDropped: number };
+  /** Another part refused the reload: the key sets loaded for it are dropped. */
+  abandon(): void;
 }

@@ -20,7 +20,8 @@ import { TokenCache } from './cache.js';
 import { tokenFailure } from './failures.js';
 import { decodeJsonSegment } from './jws.js';
 import { KEY_MISMATCH, KeyStore, NO_KEYS, UNKNOWN_KID, type SetTimer, type StoredKey } from './jwks.js';
-import type { TokenFailure, Verifier, VerifierReadiness, VerifierStats, VerifyResult } from './types.js';
+import type { TokenFailure, Verifier, VerifierReadiness, VerifierReconfiguration, VerifierStats, VerifyResult } from './types.js';
+import { sameSettings } from '../config/same.js';
 import { PROBE_ANSWER, verifyToken, type ProbeTask, type VerifyTask, type VerifyTaskResult } from './worker/verify.js';
 
 export interface VerifierOptions {
@@ -54,6 +55,8 @@ export interface VerifierOptions {
 interface IssuerRuntime {
   readonly issuer: CompiledIssuer;
   readonly store: KeyStore;
+  /** Ends this key set's fetches and refreshes (the verifier closing, or a reload replacing the issuer). */
+  readonly stop: AbortController;
 }
 
 const MALFORMED = tokenFailure('malformed');
@@ -84,11 +87,12 @@ class TokenVerifier implements Verifier {
   private readonly now: () => number;
   private readonly log: NonNullable<VerifierOptions['log']>;
   private readonly byIss = new Map<string, IssuerRuntime>();
-  private readonly cache: TokenCache;
+  private cache: TokenCache;
   private readonly pending = new Map<string, Promise<VerifyResult>>();
   private readonly pool: Piscina<VerifyTask | ProbeTask, VerifyTaskResult | typeof PROBE_ANSWER> | null;
   private readonly abort = new AbortController();
-  private readonly cfg: CompiledConfig['verifier'];
+  private cfg: CompiledConfig['verifier'];
+  private readonly storeOptions: Omit<ConstructorParameters<typeof KeyStore>[1], 'signal' | 'cooldownMs' | 'timeoutMs'>;
   private readonly onTaskTimeout: () => void;
   private inlineRunning = 0;
   private verifications = 0;
@@ -112,21 +116,15 @@ class TokenVerifier implements Verifier {
     this.now = options.now ?? Date.now;
     this.log = options.log ?? (() => {});
     this.onTaskTimeout = options.onTaskTimeout ?? (() => {});
-    const fetch = options.fetch ?? globalThis.fetch;
-    for (const issuer of config.issuers) {
-      const store = new KeyStore(issuer, {
-        now: this.now,
-        fetch,
-        log: this.log,
-        cooldownMs: this.cfg.jwksCooldownMs,
-        timeoutMs: this.cfg.jwksTimeoutMs,
-        signal: this.abort.signal,
-        ...(options.onKeyFetch ? { onFetch: options.onKeyFetch } : {}),
-        ...(options.setTimer ? { setTimer: options.setTimer } : {}),
-        ...(options.random ? { random: options.random } : {}),
-      });
-      this.byIss.set(issuer.issuer, { issuer, store });
-    }
+    this.storeOptions = {
+      now: this.now,
+      fetch: options.fetch ?? globalThis.fetch,
+      log: this.log,
+      ...(options.onKeyFetch ? { onFetch: options.onKeyFetch } : {}),
+      ...(options.setTimer ? { setTimer: options.setTimer } : {}),
+      ...(options.random ? { random: options.random } : {}),
+    };
+    for (const issuer of config.issuers) this.byIss.set(issuer.issuer, this.runtimeFor(issuer));
     this.cache = new TokenCache(
       { max: this.cfg.cacheMax, maxTtlMs: this.cfg.cacheMaxTtlMs, negativeMax: this.cfg.negativeMax, negativeTtlMs: this.cfg.negativeTtlMs },
       this.now,
@@ -152,6 +150,83 @@ class TokenVerifier implements Verifier {
     } else {
       this.pool = null;
     }
+  }
+
+  /** An issuer's key store, stopped by the verifier closing or by its own controller (a reload). */
+  private runtimeFor(issuer: CompiledIssuer, cfg: CompiledConfig['verifier'] = this.cfg): IssuerRuntime {
+    const stop = new AbortController();
+    const store = new KeyStore(issuer, {
+      ...this.storeOptions,
+      cooldownMs: cfg.jwksCooldownMs,
+      timeoutMs: cfg.jwksTimeoutMs,
+      signal: AbortSignal.any([this.abort.signal, stop.signal]),
+    });
+    return { issuer, store, stop };
+  }
+
+  /** Whether a verification that started with this issuer runtime may still fill the cache (no reload replaced it). */
+  private current(runtime: IssuerRuntime): boolean {
+    return this.byIss.get(runtime.issuer.issuer) === runtime;
+  }
+
+  async reconfigure(next: CompiledConfig): Promise<VerifierReconfiguration> {
+    const before = new Map([...this.byIss.values()].map((r) => [r.issuer.name, r]));
+    const after = new Map<string, IssuerRuntime>();
+    const kept: string[] = [];
+    const replaced: string[] = [];
+    const added: string[] = [];
+    const fresh: IssuerRuntime[] = [];
+    const cfg = next.verifier;
+    for (const issuer of next.issuers) {
+      const old = before.get(issuer.name);
+      if (old !== undefined && sameSettings(old.issuer, issuer)) {
+        after.set(issuer.issuer, old);
+        kept.push(issuer.name);
+        continue;
+      }
+      const runtime = this.runtimeFor(issuer, cfg);
+      fresh.push(runtime);
+      after.set(issuer.issuer, runtime);
+      (old === undefined ? added : replaced).push(issuer.name);
+    }
+    const removed = [...before.keys()].filter((name) => !next.issuers.some((i) => i.name === name));
+    const c = this.cfg;
+    const cacheResized = c.cacheMax !== cfg.cacheMax || c.cacheMaxTtlMs !== cfg.cacheMaxTtlMs || c.negativeMax !== cfg.negativeMax || c.negativeTtlMs !== cfg.negativeTtlMs;
+    // As at start: the new key sets are fetched before they serve, so the first token of a
+    // changed issuer does not wait for them (a failure is readiness's to report).
+    await Promise.all(fresh.map((r) => r.store.load()));
+    let settled = false;
+    return {
+      kept,
+      replaced,
+      added,
+      removed,
+      cacheResized,
+      commit: () => {
+        if (settled) return { cachedTokensDropped: 0 };
+        settled = true;
+        const gone = new Set([...replaced, ...removed]);
+        for (const name of gone) before.get(name)!.stop.abort();
+        this.byIss.clear();
+        for (const [iss, runtime] of after) this.byIss.set(iss, runtime);
+        for (const name of kept) before.get(name)!.store.retune({ cooldownMs: cfg.jwksCooldownMs, timeoutMs: cfg.jwksTimeoutMs });
+        this.cfg = cfg;
+        if (cacheResized) {
+          this.logEvictions();
+          this.cache = this.cache.withLimits({ max: cfg.cacheMax, maxTtlMs: cfg.cacheMaxTtlMs, negativeMax: cfg.negativeMax, negativeTtlMs: cfg.negativeTtlMs });
+        }
+        const changed = gone.size > 0 || added.length > 0;
+        // A token being verified under an issuer's old settings must not be joined by a
+        // request that arrives under the new ones.
+        if (gone.size > 0) this.pending.clear();
+        return { cachedTokensDropped: changed ? this.cache.forgetIssuers(gone) : 0 };
+      },
+      abandon: () => {
+        if (settled) return;
+        settled = true;
+        for (const r of fresh) r.stop.abort();
+      },
+    };
   }
 
   /** The hot path: the token cache (src/authn/cache.ts), synchronous and allocation-free on a hit. */
@@ -181,7 +256,11 @@ class TokenVerifier implements Verifier {
     // Concurrent misses for one token share one verification (single flight).
     let pending = this.pending.get(token);
     if (pending === undefined) {
-      pending = this.verifyMiss(token).finally(() => this.pending.delete(token));
+      const started: Promise<VerifyResult> = this.verifyMiss(token).finally(() => {
+        // A reload may have cleared the entry and a newer verification taken its place.
+        if (this.pending.get(token) === started) this.pending.delete(token);
+      });
+      pending = started;
       this.pending.set(token, pending);
     }
     return pending;
@@ -275,6 +354,7 @@ class TokenVerifier implements Verifier {
     clearInterval(this.evictionLog);
     this.logEvictions();
     this.abort.abort();
+    for (const r of this.byIss.values()) r.stop.abort();
     await this.pool?.destroy();
     this.cache.clear();
   }
@@ -329,17 +409,18 @@ class TokenVerifier implements Verifier {
       key = store.select(alg, kid);
     }
     if (key === NO_KEYS) return UNAVAILABLE; // never had keys: our problem, not the token's (503)
-    if (key === KEY_MISMATCH) return this.remember(token, ALG_NOT_ALLOWED);
+    if (key === KEY_MISMATCH) return this.current(runtime) ? this.remember(token, ALG_NOT_ALLOWED) : ALG_NOT_ALLOWED;
     if (key === UNKNOWN_KID) {
       // Cached only until a refetch could make the kid known (lru-cache expires an entry
       // once more than `ttl` ms have passed, hence the − 1).
-      this.cache.rememberFor(token, UNKNOWN_KID_FAILURE, Math.floor(Math.min(this.cfg.negativeTtlMs, store.cooldownLeft() - 1)));
+      if (this.current(runtime)) this.cache.rememberFor(token, UNKNOWN_KID_FAILURE, Math.floor(Math.min(this.cfg.negativeTtlMs, store.cooldownLeft() - 1)));
       return UNKNOWN_KID_FAILURE;
     }
-    return this.runTask(token, issuer, key, alg);
+    return this.runTask(token, runtime, key, alg);
   }
 
-  private async runTask(token: string, issuer: CompiledIssuer, key: StoredKey, alg: string): Promise<VerifyResult> {
+  private async runTask(token: string, runtime: IssuerRuntime, key: StoredKey, alg: string): Promise<VerifyResult> {
+    const issuer = runtime.issuer;
     const task: VerifyTask = {
       token,
       jwk: key.jwk,
@@ -379,8 +460,11 @@ class TokenVerifier implements Verifier {
         return UNAVAILABLE;
       }
       if (result.detail !== undefined) this.log('warn', 'unexpected verification error', { issuer: issuer.name, error: result.detail });
-      return this.remember(token, tokenFailure(result.reason));
+      const failure = tokenFailure(result.reason);
+      // Judged by settings a reload has replaced meanwhile: answered, never remembered.
+      return this.current(runtime) ? this.remember(token, failure) : failure;
     }
+    if (!this.current(runtime)) return { ok: true, principal: refreezePrincipal(result.principal) };
     return this.accept(token, issuer, result.principal);
   }
 

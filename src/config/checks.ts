@@ -12,6 +12,7 @@ import { observeCrossChecks } from './observe-schema.js';
 import { lifecycleCrossChecks } from './lifecycle-schema.js';
 import type { ConfigProblem } from './problems.js';
 import { GATEWAY_OWNED, HOP_BY_HOP, KEEPABLE } from '../proxy/headers.js';
+import { isLoopbackHost, readTokenFile } from '../admin/token.js';
 
 type Loose = Record<string, unknown>;
 const obj = (v: unknown): Loose => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Loose) : {});
@@ -41,6 +42,7 @@ export function crossChecks(data: unknown, baseDir: string): ConfigProblem[] {
   if (lp !== 0 && lp === (admin['port'] ?? 9901) && (listen['host'] ?? '0.0.0.0') === (admin['host'] ?? '127.0.0.1')) {
     problems.push({ path: 'admin.port', message: 'must differ from listen.port (the admin listener is never proxied)' });
   }
+  problems.push(...adminTokenChecks(admin, baseDir));
   arr(obj(root['server'])['trustedProxies']).forEach((p, i) => {
     const [addr, bits, extra] = String(p).split('/');
     const fam = isIP(addr ?? '');
@@ -132,6 +134,24 @@ export function crossChecks(data: unknown, baseDir: string): ConfigProblem[] {
   problems.push(...observeCrossChecks(data));
   problems.push(...lifecycleCrossChecks(data, checkFile, (name) => assertionHeaderProblem(name, obj(root['identityHeaders']))));
   return problems;
+}
+
+/**
+ * The admin token rule (README "Admin listener"): an admin listener other machines can
+ * reach needs `admin.tokenFile`, since its POST /reload changes what the gateway lets
+ * through; a configured token file must hold a usable secret.
+ */
+function adminTokenChecks(admin: Loose, baseDir: string): ConfigProblem[] {
+  const host = str(admin['host']) ?? '127.0.0.1';
+  const file = str(admin['tokenFile']);
+  if (file === undefined || file === '') {
+    if (admin['tokenFile'] === undefined && !isLoopbackHost(host)) {
+      return [{ path: 'admin.tokenFile', message: `is required when admin.host (${host}) is not a loopback address: state-changing admin endpoints (POST /reload) need a bearer secret` }];
+    }
+    return []; // a tokenFile of the wrong type is the schema's to report
+  }
+  const read = readTokenFile(resolve(baseDir, file));
+  return 'problem' in read ? [{ path: 'admin.tokenFile', message: read.problem }] : [];
 }
 
 /**

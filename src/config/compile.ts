@@ -108,10 +108,11 @@ function compileSettings(raw: RawConfig, baseDir: string, warnings: readonly Con
       port: raw.listen.port,
       tls: raw.listen.tls ? { ...raw.listen.tls, cert: file(raw.listen.tls.cert), key: file(raw.listen.tls.key) } : null,
     },
-    admin: { host: raw.admin.host, port: raw.admin.port },
+    admin: { host: raw.admin.host, port: raw.admin.port, tokenFile: raw.admin.tokenFile !== undefined ? file(raw.admin.tokenFile) : null },
     server: {
       realm: raw.server.realm,
       drainTimeoutMs: ms(raw.server.drainTimeout),
+      pidFile: raw.server.pidFile !== undefined ? file(raw.server.pidFile) : null,
       maxBodyBytes: raw.server.maxBodyBytes,
       trustedProxies: raw.server.trustedProxies,
       requestBuffering: raw.server.requestBuffering,

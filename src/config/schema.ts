@@ -48,6 +48,11 @@ export const listenSchema = z.strictObject({
 export const adminSchema = z.strictObject({
   host: host.default('127.0.0.1'),
   port: port.default(9901),
+  /**
+   * A file holding the bearer secret state-changing admin endpoints (POST /reload) ask
+   * for; required when `host` is not a loopback address (checks.ts). Default none.
+   */
+  tokenFile: nonEmptyString.optional(),
 });
 
 export const serverSchema = z.strictObject({
@@ -55,8 +60,13 @@ export const serverSchema = z.strictObject({
   realm: describedAs(z.string().regex(/^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}$/, 'must be 1-64 printable ASCII characters without " or \\'), {
     form: '1-64 printable ASCII characters without " or \\',
   }).default('mfa-gateway'),
-  /** How long SIGTERM waits for in-flight requests before closing what is left. */
+  /** How long SIGTERM waits for in-flight requests; then what is left is aborted (a hard limit). */
   drainTimeout: duration.default('10s'),
+  /**
+   * Where `start` writes its process id (removed at exit) and `reload` finds the gateway
+   * to signal. Default none: no pid file.
+   */
+  pidFile: nonEmptyString.optional(),
   /** Largest request body the gateway streams upstream (bytes); larger → 413. 0 = no limit. */
   maxBodyBytes: z.number().int().min(0).default(0),
   /**

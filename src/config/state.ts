@@ -116,10 +116,17 @@ export interface IdentityHeaderNames {
 /** The settings; the token-lifecycle ones (dpop, logoutPath, revocation, identityAssertion) are in CompiledLifecycle. */
 export interface CompiledConfig extends CompiledLifecycle {
   readonly listen: { readonly host: string; readonly port: number; readonly tls: { readonly cert: string; readonly key: string; readonly passphrase?: string } | null };
-  readonly admin: { readonly host: string; readonly port: number };
+  readonly admin: {
+    readonly host: string;
+    readonly port: number;
+    /** The admin token's file (absolute); null when none is configured. */
+    readonly tokenFile: string | null;
+  };
   readonly server: {
     readonly realm: string;
     readonly drainTimeoutMs: number;
+    /** `server.pidFile` (absolute), or null. */
+    readonly pidFile: string | null;
     readonly maxBodyBytes: number;
     readonly trustedProxies: readonly string[];
     readonly pathParameters: 'reject' | 'allow';

@@ -3,6 +3,7 @@ import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
 import type { CompiledRateLimit, RateRule } from '../config/observe-schema.js';
 import { SprayGuard } from './spraying.js';
 import { retryAfter } from './retry-after.js';
+import { settingsKey } from '../config/same.js';
 
 export { SprayGuard } from './spraying.js';
 
@@ -196,6 +197,20 @@ export interface RateLimits {
   settleVerification(addr: string, invalid: boolean): boolean;
   /** Keys held in memory per limiter name (`address`, `subject`, `address:<route>`, `spraying`, …). */
   sizes(): Record<string, number>;
+  /**
+   * Follows a new `rateLimit` config (a reload, src/reload.ts): a limiter whose rule did
+   * not change keeps its counters (and the spraying guard its blocks); a new or changed
+   * one starts empty. Synchronous: the next check uses the new rules.
+   */
+  reconfigure(cfg: CompiledRateLimit): RateLimitChanges;
+}
+
+/** Limiter names (`address`, `subject:<route>`, `spraying`, …) by what a reconfigure did to them. */
+export interface RateLimitChanges {
+  readonly kept: readonly string[];
+  /** New or changed: counting from zero. */
+  readonly reset: readonly string[];
+  readonly removed: readonly string[];
 }
 
 export interface RateLimitOptions {
@@ -210,6 +225,12 @@ export interface RateLimitOptions {
 
 const unlimited = (): number => 0;
 
+/** What one set of limiters is built from and may be rebuilt from: a name, its settings, the limiter. */
+interface Held {
+  readonly settings: string;
+  readonly limiter: Limiter | SprayGuard;
+}
+
 /**
  * Builds the limiters of a compiled `rateLimit` config. Routes without a limit cost
  * one Map look-up; with no limits configured at all, the checks are constant functions.
@@ -220,25 +241,62 @@ const unlimited = (): number => 0;
  * if (wait > 0) return ex.answer('rate_limited', { retryAfter: wait });
  */
 export function createRateLimits(cfg: CompiledRateLimit, options: RateLimitOptions = {}): RateLimits {
+  let held = new Map<string, Held>();
+  const limits = {} as RateLimits;
+  const install = (next: CompiledRateLimit): RateLimitChanges => {
+    const built = buildChecks(next, options, held);
+    held = built.held;
+    // The same object throughout (the services hold it); its checks are replaced whole,
+    // so the hot path still calls one plain function per check.
+    Object.assign(limits, built.checks);
+    return built.changes;
+  };
+  install(cfg);
+  limits.reconfigure = install;
+  return limits;
+}
+
+function buildChecks(
+  cfg: CompiledRateLimit,
+  options: RateLimitOptions,
+  before: ReadonlyMap<string, Held>,
+): { checks: Omit<RateLimits, 'reconfigure'>; held: Map<string, Held>; changes: RateLimitChanges } {
   const now = options.now ?? Date.now;
+  const held = new Map<string, Held>();
+  const kept: string[] = [];
+  const reset: string[] = [];
+  // A limiter is kept when everything that shapes its counters is unchanged: its rule,
+  // the key bound, and for address keys the IPv6 prefix they are cut to.
+  const reuse = <L extends Limiter | SprayGuard>(name: string, settings: unknown, make: () => L): L => {
+    const key = settingsKey(settings);
+    const old = before.get(name);
+    const limiter = old !== undefined && old.settings === key ? (old.limiter as L) : make();
+    (limiter === old?.limiter ? kept : reset).push(name);
+    held.set(name, { settings: key, limiter });
+    return limiter;
+  };
   const limiters = new Map<string, Limiter>();
-  const make = (name: string, rule: RateRule): Limiter => {
-    const l = options.store ? new StoreLimiter(options.store(name, rule), cfg.maxKeys, now) : new WindowLimiter(rule, cfg.maxKeys, now);
+  const make = (name: string, rule: RateRule, addressKeys: boolean): Limiter => {
+    const l = reuse(name, { rule, maxKeys: cfg.maxKeys, store: options.store !== undefined, ...(addressKeys ? { ipv6Prefix: cfg.ipv6Prefix } : {}) }, () =>
+      options.store ? new StoreLimiter(options.store(name, rule), cfg.maxKeys, now) : new WindowLimiter(rule, cfg.maxKeys, now),
+    );
     limiters.set(name, l);
     return l;
   };
-  const globalAddress = cfg.address ? make('address', cfg.address) : null;
-  const globalSubject = cfg.subject ? make('subject', cfg.subject) : null;
+  const globalAddress = cfg.address ? make('address', cfg.address, true) : null;
+  const globalSubject = cfg.subject ? make('subject', cfg.subject, false) : null;
   // Per route: a limiter of its own, null (off), or absent (the global limiter).
   const addressByRoute = new Map<string, Limiter | null>();
   const subjectByRoute = new Map<string, Limiter | null>();
   for (const [route, r] of cfg.routes) {
-    if (r.address !== undefined) addressByRoute.set(route, r.address === null ? null : make(`address:${route}`, r.address));
-    if (r.subject !== undefined) subjectByRoute.set(route, r.subject === null ? null : make(`subject:${route}`, r.subject));
+    if (r.address !== undefined) addressByRoute.set(route, r.address === null ? null : make(`address:${route}`, r.address, true));
+    if (r.subject !== undefined) subjectByRoute.set(route, r.subject === null ? null : make(`subject:${route}`, r.subject, false));
   }
-  const spray = cfg.spraying
-    ? new SprayGuard(cfg.spraying.invalidTokens, cfg.spraying.windowMs, cfg.spraying.blockMs, cfg.maxKeys, now)
+  const sp = cfg.spraying;
+  const spray = sp
+    ? reuse('spraying', { spraying: sp, maxKeys: cfg.maxKeys, ipv6Prefix: cfg.ipv6Prefix }, () => new SprayGuard(sp.invalidTokens, sp.windowMs, sp.blockMs, cfg.maxKeys, now))
     : null;
+  const removed = [...before.keys()].filter((name) => !held.has(name));
 
   // blocked() and checkAddress() run on the same address string for one request:
   // remember the last key so an IPv6 prefix is computed once.
@@ -256,7 +314,7 @@ export function createRateLimits(cfg: CompiledRateLimit, options: RateLimitOptio
   const anyAddress = globalAddress !== null || [...addressByRoute.values()].some((l) => l !== null);
   const anySubject = globalSubject !== null || [...subjectByRoute.values()].some((l) => l !== null);
 
-  return {
+  const checks: Omit<RateLimits, 'reconfigure'> = {
     checkAddress: anyAddress
       ? (route, addr) => {
           const own = addressByRoute.get(route);
@@ -285,4 +343,5 @@ export function createRateLimits(cfg: CompiledRateLimit, options: RateLimitOptio
       return out;
     },
   };
+  return { checks, held, changes: { kept, reset, removed } };
 }

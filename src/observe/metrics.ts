@@ -79,6 +79,11 @@ export interface Metrics {
   verifierTimeout(): void;
   /** A valid token refused because the revocation list names it (answered 401 `revoked`). */
   revokedRequest(): void;
+  /**
+   * A config was put in force (`reload` false: at start, not counted as a reload) or a
+   * reload was refused; `atSec` is the wall clock in seconds (src/reload.ts).
+   */
+  configLoad(ok: boolean, atSec: number, reload: boolean): void;
   setCollectors(c: Collectors): void;
   /** The exposition text for /metrics. */
   text(): Promise<{ contentType: string; body: string }>;
@@ -237,9 +242,10 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
   const internal = new CellFamily<CounterCell>(`${PREFIX}internal_errors_total`, 'Exceptions while handling a request (that request answered 500 or closed; the process kept serving).', 'counter');
   const verifierTimeouts = new CellFamily<CounterCell>(`${PREFIX}verifier_timeouts_total`, 'Token verifications abandoned after verifier.taskTimeout (answered 503).', 'counter');
   const revokedRequests = new CellFamily<CounterCell>(`${PREFIX}revoked_requests_total`, 'Requests with a valid token refused because it was revoked (logout, POST /revocations).', 'counter');
+  const reloads = new CellFamily<CounterCell>(`${PREFIX}config_reload_total`, 'Config reloads (SIGHUP, POST /reload, --watch), by result: success or failure.', 'counter');
   let collectors: Collectors = {};
   const auditDropped = new ReadCounter(`${PREFIX}audit_dropped_lines_total`, 'Audit lines dropped because the destination could not keep up.', () => collectors.auditDropped?.());
-  for (const f of [requests, requestTime, verifyTime, upstreamTime, cacheLookups, limited, sprayBlocks, jwks, internal, verifierTimeouts, revokedRequests, auditDropped]) register(f);
+  for (const f of [requests, requestTime, verifyTime, upstreamTime, cacheLookups, limited, sprayBlocks, jwks, internal, verifierTimeouts, revokedRequests, auditDropped, reloads]) register(f);
 
   const routeNames = new NameLabels();
   const upstreamNames = new NameLabels();
@@ -273,6 +279,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
   const verifierTimeoutCell = verifierTimeouts.add(new CounterCell({}));
   const revokedCell = revokedRequests.add(new CounterCell({}));
   const jwksCells = new Map<string, { ok: CounterCell; error: CounterCell }>();
+  const reloadCells = { success: reloads.add(new CounterCell({ result: 'success' })), failure: reloads.add(new CounterCell({ result: 'failure' })) };
 
   const routeLabel = (route: string | null): string => (route === null ? NO_ROUTE : routeNames.bound(route));
 
@@ -363,6 +370,18 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
       },
     });
   };
+  // Prometheus' own names for the same facts (prometheus_config_last_reload_successful):
+  // the config in force came from the last attempt, and since when.
+  const lastReloadOk = new Gauge({
+    name: `${PREFIX}config_last_reload_success`,
+    help: '1 when the last config load or reload succeeded, 0 when the last reload was refused (the previous config stays in force).',
+    registers: [registry],
+  });
+  const lastReloadAt = new Gauge({
+    name: `${PREFIX}config_last_reload_success_timestamp_seconds`,
+    help: 'When the config in force was loaded (start, or the last successful reload), in seconds since the epoch.',
+    registers: [registry],
+  });
   poolGauge('upstream_connections', 'Open connections to the upstream.', (p) => p.connected);
   poolGauge('upstream_requests_pending', 'Requests waiting for a connection to the upstream.', (p) => p.pending);
   poolGauge('upstream_requests_running', 'Requests in progress on the upstream.', (p) => p.running);
@@ -416,6 +435,11 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
     },
     revokedRequest() {
       revokedCell.value++;
+    },
+    configLoad(ok, atSec, reload) {
+      if (reload) (ok ? reloadCells.success : reloadCells.failure).value++;
+      lastReloadOk.set(ok ? 1 : 0);
+      if (ok) lastReloadAt.set(atSec);
     },
     setCollectors(c) {
       collectors = c;

@@ -7,6 +7,7 @@ import type { Reason } from '../reasons.js';
 import type { RequestBody } from '../proxy/request-body.js';
 import type { UpstreamCall } from '../proxy/upstream.js';
 import type { Responder } from '../server/responder.js';
+import type { Answerer } from './answerer.js';
 import type { Services } from './services.js';
 import { abText } from '../server/uws.js';
 import { clientAddress } from '../server/clientip.js';
@@ -129,6 +130,53 @@ export class RequestContext {
   get hasBody(): boolean {
     return this.chunked || (this.contentLength !== undefined && this.contentLength !== '0');
   }
+
+  /**
+   * A context built from plain values instead of a uWS request (`mfa-gateway explain`,
+   * src/explain/): the constructor runs as it does for uWS, on stand-ins of the few uWS
+   * calls it makes, so every field is filled by the same code. The uWS path never meets
+   * the stand-ins (explain runs in a process of its own). Such a context has no body
+   * and no socket: `answerer` takes its answer, and only Answerer's members may be used
+   * of `responder` (the stages and forward() up to its dispatch use no more).
+   */
+  static fromValues(request: PlainRequest, state: GatewayState, services: Services, answerer: Answerer): RequestContext {
+    return new RequestContext(plainResponse(request.remote), plainRequest(request), state, services, answerer as Responder);
+  }
+}
+
+/** A request as plain values (RequestContext.fromValues). */
+export interface PlainRequest {
+  readonly method: string;
+  /** The path, not decoded, without the query. */
+  readonly path: string;
+  /** Without `?`; undefined when there is none (as uWS reports it). */
+  readonly query: string | undefined;
+  /** Lower-case names, in order. */
+  readonly headers: readonly (readonly [string, string])[];
+  /** The peer's address (IPv4 or IPv6 text). */
+  readonly remote: string;
+}
+
+function plainRequest(r: PlainRequest): HttpRequest {
+  const req = {
+    getMethod: () => r.method.toLowerCase(),
+    getUrl: () => r.path,
+    getQuery: () => r.query,
+    forEach: (cb: (name: string, value: string) => void) => {
+      for (const [name, value] of r.headers) cb(name, value);
+    },
+  };
+  return req as unknown as HttpRequest;
+}
+
+function plainResponse(remote: string): HttpResponse {
+  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(remote);
+  const res = {
+    // uWS gives 4 bytes for IPv4 and 16 for IPv6; an IPv6 peer is then asked for as text.
+    getRemoteAddress: () => (v4 ? Uint8Array.from(v4.slice(1).map(Number)) : new Uint8Array(16)).buffer,
+    getRemoteAddressAsText: () => Uint8Array.from(Buffer.from(remote, 'latin1')).buffer,
+  };
+  return res as unknown as HttpResponse;
 }
 
 /**

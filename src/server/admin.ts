@@ -9,10 +9,11 @@ export interface AdminSources {
   /** More endpoints, one object each, from the feature they belong to (src/admin/). */
   routes?: readonly AdminRoute[];
   /**
-   * The bearer secret state-changing endpoints ask for (`admin.tokenFile`); null when the
-   * admin listener is on a loopback address and none is configured.
+   * The bearer secret state-changing endpoints ask for (`admin.tokenFile`), read at each
+   * request so a reload can replace it; null when the admin listener is on a loopback
+   * address and none is configured (`check` refuses any other listener without one).
    */
-  token?: string | null;
+  token?: () => string | null;
 }
 
 /** An admin request, copied out of uWS, with its body read (up to MAX_ADMIN_BODY). */
@@ -67,7 +68,7 @@ function authorized(authorization: string | undefined, token: string): boolean {
   return given.length === want.length && timingSafeEqual(given, want);
 }
 
-function mountRoute(app: TemplatedApp, route: AdminRoute, token: string | null): void {
+function mountRoute(app: TemplatedApp, route: AdminRoute, tokenOf: () => string | null): void {
   const handler = (res: HttpResponse, req: HttpRequest): void => {
     let aborted = false;
     res.onAborted(() => {
@@ -78,8 +79,10 @@ function mountRoute(app: TemplatedApp, route: AdminRoute, token: string | null):
       headers[k] = headers[k] === undefined ? v : `${headers[k]}, ${v}`;
     });
     const base = { method: req.getMethod().toUpperCase(), path: req.getUrl(), query: req.getQuery() ?? '', headers };
-    if (route.mutates && token !== null && !authorized(headers['authorization'], token)) {
-      // RFC 6750 §3: the admin token is a bearer token of the admin listener's own.
+    const token = route.mutates ? tokenOf() : null;
+    if (token !== null && !authorized(headers['authorization'], token)) {
+      // RFC 6750 §3: the admin token is a bearer token of the admin listener's own. The
+      // endpoint does not run, and its body is never read.
       reply(res, { status: 401, body: { error: 'unauthorized', error_description: 'This endpoint needs the admin token (admin.tokenFile).' } }, 'Bearer realm="mfa-gateway-admin"');
       return;
     }
@@ -190,7 +193,7 @@ export function mountAdmin(app: TemplatedApp, sources: AdminSources): TemplatedA
       },
     );
   });
-  for (const route of sources.routes ?? []) mountRoute(app, route, sources.token ?? null);
+  for (const route of sources.routes ?? []) mountRoute(app, route, sources.token ?? (() => null));
   app.any('/*', (res) => send(res, '404 Not Found', 'application/json', '{"error":"not_found"}'));
   return app;
 }

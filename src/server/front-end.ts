@@ -21,8 +21,26 @@ export interface FrontEnd {
   /** Stops accepting connections; with `services.draining` set, requests on open ones get 503. */
   stopListening(): void;
   listening(): boolean;
-  /** Closes the upstream pools (after stopListening). */
-  close(): Promise<void>;
+  /**
+   * Puts a new state in force (a reload, src/reload.ts): new requests take it, requests in
+   * flight finish under the one they started with. Upstream pools follow it
+   * (UpstreamPools.reconfigure); those it takes out of use close once every request that
+   * arrived before it is over.
+   */
+  swap(next: GatewayState): ReturnType<UpstreamPools['reconfigure']>;
+  /**
+   * Closes every client connection at once, idle or not (uWS `app.close()`): requests in
+   * flight end as aborted, their upstream requests aborted with them. The end of a drain.
+   */
+  abort(): void;
+  /** Closes the upstream pools (after stopListening); `hard`: without waiting for their requests. */
+  close(hard?: boolean): Promise<void>;
+}
+
+/** The requests in flight that arrived under one state. */
+interface Generation {
+  readonly state: GatewayState;
+  inFlight: number;
 }
 
 /**
@@ -36,12 +54,24 @@ export async function startFrontEnd(state: GatewayState, shared: SharedServices,
   const pools = new UpstreamPools(state.upstreams);
   let inFlight = 0;
   let waiters: (() => void)[] = [];
+  // Requests are counted per state, so pools a reload took out of use close only when no
+  // request of an older state can still be sent through them.
+  let current: Generation = { state, inFlight: 0 };
+  const older = new Map<GatewayState, Generation>();
+  const settleOlder = (s: GatewayState): void => {
+    const g = older.get(s);
+    if (g === undefined || --g.inFlight > 0) return;
+    older.delete(s);
+    if (older.size === 0) void pools.closeRetired();
+  };
   const services: Services = {
     ...shared,
     pools,
     draining: false,
     finished(ctx) {
       inFlight--;
+      if (ctx.state === current.state) current.inFlight--;
+      else settleOlder(ctx.state);
       record(ctx);
       if (inFlight === 0 && waiters.length > 0) {
         const w = waiters;
@@ -58,6 +88,8 @@ export async function startFrontEnd(state: GatewayState, shared: SharedServices,
     '/*',
     frontHandler(services, holder, () => {
       inFlight++;
+      // The handler bound the request to holder.current, which swap() changes together with `current`.
+      current.inFlight++;
     }),
   );
   let listenSocket: us_listen_socket | null = null;
@@ -75,7 +107,21 @@ export async function startFrontEnd(state: GatewayState, shared: SharedServices,
         listenSocket = null;
       },
       listening: () => listenSocket !== null,
-      close: () => pools.close(),
+      swap(next) {
+        const changes = pools.reconfigure(next.upstreams);
+        if (current.inFlight > 0) older.set(current.state, current);
+        current = { state: next, inFlight: 0 };
+        holder.current = next;
+        if (older.size === 0) void pools.closeRetired();
+        return changes;
+      },
+      abort() {
+        // uWebSockets.js 20.30 has app.close() (closes the listen socket and every
+        // connection, running each response's onAborted); its typings do not list it.
+        (app as unknown as { close(): void }).close();
+        listenSocket = null;
+      },
+      close: (hard = false) => pools.close(hard),
     };
   } catch (err) {
     await pools.close();

@@ -2,6 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import type { HttpResponse } from 'uWebSockets.js';
 import { REASONS, STATUS_LINE } from '../reasons.js';
 import type { Answer } from '../pipeline/answer.js';
+import type { Answerer } from '../pipeline/answerer.js';
 import type { RequestContext } from '../pipeline/context.js';
 import { connectionTokens, isResponseHeaderSkipped } from '../proxy/headers.js';
 import { fail } from '../pipeline/boundary.js';
@@ -19,7 +20,7 @@ import { fail } from '../pipeline/boundary.js';
  * answer whose body does not follow in the same turn of the event loop gets its head
  * written on its own then.
  */
-export class Responder {
+export class Responder implements Answerer {
   /** `res` must not be touched any more (aborted, or the response ended). */
   done = false;
   aborted = false;

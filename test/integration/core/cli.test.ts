@@ -38,8 +38,12 @@ describe('--help and usage errors', () => {
       const r = await runCli(args);
       expect(r.code, args.join(' ')).toBe(0);
       expect(r.stderr).toBe('');
-      for (const command of ['start --config FILE', 'check --config FILE', 'help']) expect(r.stdout).toMatch(new RegExp(`^  ${command}`, 'm'));
-      for (const flag of ['--config FILE', '--log-level LEVEL', '--print', '--version', '--help']) expect(r.stdout).toContain(flag);
+      for (const command of ['start --config FILE', 'check --config FILE', 'reload --config FILE', 'explain --config FILE --path PATH', 'help']) {
+        expect(r.stdout).toMatch(new RegExp(`^  ${command}`, 'm'));
+      }
+      for (const flag of ['--config FILE', '--log-level LEVEL', '--print', '--watch', '--path PATH', '--method METHOD', '--token TOKEN', '--token-file FILE', '--header NAME:VALUE', '--version', '--help']) {
+        expect(r.stdout).toMatch(new RegExp(`^  ${flag}[ ,]`, 'm'));
+      }
       const env = envNamesInSrc();
       expect(env).toEqual(['MFA_GATEWAY_FAILPOINTS', 'MFA_GATEWAY_LOG_LEVEL', 'UWS_USE_FALLBACK']);
       for (const name of env) expect(r.stdout).toMatch(new RegExp(`^  ${name} `, 'm'));
@@ -206,12 +210,12 @@ describe('the log level of a running gateway', () => {
     }
   });
 
-  it('SIGHUP does not stop the gateway (systemctl reload sends it; reload is not available yet)', async () => {
+  it('SIGHUP reloads the config and does not stop the gateway (systemctl reload sends it)', async () => {
     const gw = await startGatewayProcess(writeConfig(valid()));
     try {
       gw.proc.kill('SIGHUP');
-      for (let i = 0; i < 100 && !gw.stdout().includes('"signal":"SIGHUP"'); i++) await sleep(20);
-      expect(gw.stdout()).toMatch(/"level":"warn".*"signal":"SIGHUP".*"msg":"reload is not available in this version; the running config stays"/);
+      for (let i = 0; i < 100 && !gw.stdout().includes('"msg":"config reloaded"'); i++) await sleep(20);
+      expect(gw.stdout()).toMatch(/"level":"info".*"trigger":"SIGHUP".*"unchanged":true.*"msg":"config reloaded"/);
       const res = await request(`${gw.adminUrl}/healthz`);
       expect(res.statusCode).toBe(200);
       await res.body.text();

@@ -45,7 +45,8 @@ describe('compileConfig', () => {
   it('fills defaults, parses durations and freezes the table', () => {
     const c = compileConfig(minimal, tmpdir());
     expect(c.listen).toEqual({ host: '0.0.0.0', port: 8080, tls: null });
-    expect(c.admin).toEqual({ host: '127.0.0.1', port: 9901 });
+    expect(c.admin).toEqual({ host: '127.0.0.1', port: 9901, tokenFile: null });
+    expect(c.server.pidFile).toBeNull();
     expect(c.verifier.cacheMaxTtlMs).toBe(300_000);
     expect(c.verifier.jwksCooldownMs).toBe(30_000);
     expect(c.mfa.maxAgeSec).toBe(12 * 3600);
@@ -153,6 +154,34 @@ describe('compileConfig', () => {
     expect(problems({ ...minimal, listen: { host: '127.0.0.1', port: 9000 }, admin: { host: '127.0.0.1', port: 9000 } })).toEqual([
       'admin.port: must differ from listen.port (the admin listener is never proxied)',
     ]);
+  });
+
+  it('needs admin.tokenFile on an admin listener that is not loopback, and a usable secret in it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cfg-token-'));
+    for (const host of ['127.0.0.1', '127.8.0.1', '::1', 'localhost']) expect(problems({ ...minimal, admin: { host } }), host).toEqual([]);
+    for (const host of ['0.0.0.0', '::', '10.0.0.7', 'admin.internal']) {
+      expect(problems({ ...minimal, admin: { host } }), host).toEqual([
+        `admin.tokenFile: is required when admin.host (${host}) is not a loopback address: state-changing admin endpoints (POST /reload) need a bearer secret`,
+      ]);
+    }
+    writeFileSync(join(dir, 'short'), 'abc\n');
+    writeFileSync(join(dir, 'spaced'), 'a secret with spaces in it\n');
+    writeFileSync(join(dir, 'good'), `${'f'.repeat(64)}\n`);
+    const tokenProblems = (tokenFile: string) => {
+      try {
+        compileConfig({ ...minimal, admin: { host: '0.0.0.0', tokenFile } }, dir);
+        return [];
+      } catch (err) {
+        return (err as ConfigError).problems.map((p) => `${p.path}: ${p.message}`);
+      }
+    };
+    expect(tokenProblems('short')).toEqual([`admin.tokenFile: ${join(dir, 'short')} holds 3 characters; the admin token needs at least 16 (e.g. openssl rand -hex 32 > ${join(dir, 'short')})`]);
+    expect(tokenProblems('spaced')).toEqual([`admin.tokenFile: ${join(dir, 'spaced')} must hold one line of visible ASCII characters (no spaces), the secret itself`]);
+    expect(tokenProblems('missing')).toEqual([`admin.tokenFile: cannot read ${join(dir, 'missing')}: ENOENT`]);
+    expect(tokenProblems('good')).toEqual([]);
+    const c = compileConfig({ ...minimal, admin: { host: '0.0.0.0', tokenFile: 'good' }, server: { pidFile: 'run/gw.pid' } }, dir);
+    expect(c.admin.tokenFile).toBe(join(dir, 'good'));
+    expect(c.server.pidFile).toBe(join(dir, 'run/gw.pid'));
   });
 
   it('loads YAML and JSON files and reports parse errors and duplicate keys at file:line:column', () => {

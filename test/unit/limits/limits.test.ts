@@ -214,6 +214,56 @@ describe('createRateLimits', () => {
   });
 });
 
+describe('RateLimits.reconfigure (a reload)', () => {
+  it('keeps the counters and blocks of unchanged rules, starts changed and new ones from zero, and drops removed ones', () => {
+    const c = clock();
+    const spraying = { invalidTokens: 1, windowMs: 60_000, blockMs: 600_000 };
+    const before = config({
+      address: { points: 1, windowMs: 60_000 },
+      subject: { points: 1, windowMs: 60_000 },
+      spraying,
+      routes: new Map<string, CompiledRouteRateLimit>([['login', { address: { points: 1, windowMs: 60_000 }, subject: undefined }]]),
+    });
+    const rl = createRateLimits(before, { now: c.now });
+    const checkAddress = rl.checkAddress;
+    expect(rl.checkAddress('orders', '10.0.0.1')).toBe(0);
+    expect(rl.checkSubject('orders', 'corp', 'alice')).toBe(0);
+    expect(rl.checkAddress('login', '10.0.0.1')).toBe(0);
+    rl.invalidToken('10.0.0.9');
+    expect(rl.invalidToken('10.0.0.9')).toBe(true); // blocked
+
+    const changes = rl.reconfigure(
+      config({
+        address: { points: 1, windowMs: 60_000 }, // unchanged
+        subject: { points: 5, windowMs: 60_000 }, // changed
+        spraying,
+        routes: new Map<string, CompiledRouteRateLimit>([['signup', { address: { points: 1, windowMs: 60_000 }, subject: undefined }]]),
+      }),
+    );
+    expect(changes).toEqual({ kept: ['address', 'spraying'], reset: ['subject', 'address:signup'], removed: ['address:login'] });
+    // The same object, with new checks: the services hold it.
+    expect(rl.checkAddress).not.toBe(checkAddress);
+    expect(rl.checkAddress('orders', '10.0.0.1')).toBe(60); // its counter survived the reload
+    expect(rl.checkSubject('orders', 'corp', 'alice')).toBe(0); // a new rule counts from zero
+    expect(rl.checkAddress('login', '10.0.0.1')).toBe(60); // login now takes the global limit (its own counter is gone)
+    expect(rl.blocked('10.0.0.9')).toBe(600); // the spraying block holds
+    expect(Object.keys(rl.sizes()).sort()).toEqual(['address', 'address:signup', 'spraying', 'subject']);
+
+    // A changed key bound or IPv6 prefix resets every limiter it shapes.
+    expect(rl.reconfigure(config({ address: { points: 1, windowMs: 60_000 }, spraying, ipv6Prefix: 56 }))).toEqual({
+      kept: [],
+      reset: ['address', 'spraying'],
+      removed: ['subject', 'address:signup'],
+    });
+    expect(rl.checkAddress('orders', '10.0.0.1')).toBe(0);
+    expect(rl.blocked('10.0.0.9')).toBe(0);
+    // And no limits at all: the constant checks again.
+    rl.reconfigure(config());
+    for (let i = 0; i < 10; i++) expect(rl.checkAddress('orders', '10.0.0.1')).toBe(0);
+    expect(rl.sizes()).toEqual({});
+  });
+});
+
 describe('StoreLimiter (rate-limiter-flexible store, the path for a shared store)', () => {
   it('answers synchronously, and blocks once the store has rejected the key', async () => {
     const store = new RateLimiterMemory({ points: 2, duration: 60 });
