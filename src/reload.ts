@@ -35,6 +35,11 @@ export const RESTART_ONLY: readonly string[] = Object.freeze([
   'server.threads',
   'server.pidFile',
   'verifier.threads',
+  // The token lifecycle's parts are built once at start (src/lifecycle.ts): the assertion
+  // signer and its key, the DPoP nonce secret, the revocation list's bounds.
+  'identityAssertion',
+  'dpop',
+  'revocation',
 ]);
 
 /** What a reload changes, in the config file's own names (for the log and POST /reload). */
@@ -102,6 +107,14 @@ export function restartOnlyProblems(current: RawConfig, next: RawConfig): string
     const a = at(current, path);
     const b = at(next, path);
     if (!sameSettings(a, b)) out.push(`${path}: cannot change on reload (${shown(a)} → ${shown(b)}); restart the gateway`);
+  }
+  // Introspection clients (with their secrets) are built at start, per issuer name: an
+  // issuer's introspection settings, or a new issuer with introspection, need a restart.
+  const introspectionOf = (c: RawConfig) => new Map(c.issuers.map((i) => [i.name, i.introspection ?? null]));
+  const was = introspectionOf(current);
+  for (const [name, cfg] of introspectionOf(next)) {
+    const before = was.has(name) ? was.get(name) : null;
+    if (!sameSettings(before, cfg)) out.push(`issuers[${name}].introspection: cannot change on reload; restart the gateway`);
   }
   return out;
 }
