@@ -12,6 +12,9 @@ export default defineConfig({
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
           environment: 'node',
+          // Property tests run thousands of cases; on a loaded two-core CI machine one can
+          // take several seconds, which is not a failure of the property.
+          testTimeout: 30_000,
           // Projects with different maxWorkers must run in different groups (vitest 4).
           sequence: { groupOrder: 0 },
         },

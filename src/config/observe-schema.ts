@@ -20,7 +20,7 @@ export const auditSchema = z.strictObject({
   /** `stdout`, `stderr`, or a file path (appended to; relative to the config file's folder). */
   destination: z.string().min(1, 'must not be empty').default('stdout'),
   /** Lines are buffered until this many bytes are waiting, then written without blocking the event loop. */
-  bufferBytes: z.number().int().min(0).max(1_048_576).default(4096),
+  bufferBytes: z.number().int().min(0).max(1_048_576).default(65_536),
   /** Buffered lines are written at least this often, so a quiet gateway's lines still appear. */
   flushInterval: duration.default('1s'),
   /**

@@ -48,10 +48,11 @@ export interface AuditEntry {
 export interface Audit {
   /**
    * Writes one line. Never blocks: the line is buffered and written asynchronously.
-   * The entry is serialized before record() returns (its durations rounded in place),
-   * so the caller may reuse the object.
+   * The entry is serialized before record() returns, so the caller may reuse the object.
+   * `principal`: the verified principal whose claims and token hash the entry carries
+   * (its part of the line is then remembered on it: src/observe/audit-line.ts).
    */
-  record(entry: AuditEntry): void;
+  record(entry: AuditEntry, principal?: object | null): void;
   /** Lines dropped because the destination could not keep up (maxBufferBytes). */
   dropped(): number;
   /** Writes what is buffered and closes the destination (stdout / stderr stay open). Idempotent. */
@@ -184,9 +185,9 @@ export function createAudit(cfg: CompiledAudit, options: { onError?: (err: Error
   const time = isoTimeOf(options.now ?? Date.now);
   let closed: Promise<void> | null = null;
   return {
-    record(entry) {
+    record(entry, principal) {
       if (closed !== null) return;
-      sink.write(auditLine(entry, time()));
+      sink.write(auditLine(entry, time(), principal));
     },
     dropped: () => sink.dropped,
     close() {

@@ -29,6 +29,8 @@ export interface LineSinkOptions {
 
 /** Slab size: large enough that nearly every line fits the slab being filled. */
 const SLAB = 64 * 1024;
+/** Below this much room left, a slab is retired at its next hand-over rather than filled further. */
+const MIN_ROOM = 4 * 1024;
 /** A UTF-16 code unit is at most 3 bytes of UTF-8 (a surrogate pair, 2 units, is 4). */
 const MAX_BYTES_PER_UNIT = 3;
 
@@ -37,7 +39,10 @@ export class LineSink {
   private readonly queue: Buffer[] = [];
   private queued = 0;
   private slab: Buffer = Buffer.allocUnsafe(SLAB);
+  /** Bytes of the slab filled so far. */
   private used = 0;
+  /** Where in the slab the bytes not yet handed to the write queue start. */
+  private start = 0;
   private writing = false;
   private closing: Promise<void> | null = null;
   private closedResolve: (() => void) | null = null;
@@ -62,12 +67,12 @@ export class LineSink {
     if (line.length * MAX_BYTES_PER_UNIT > room) {
       // Near the end of the slab (or a line larger than one): measure it exactly.
       const bytes = Buffer.byteLength(line);
-      if (this.queued + this.used + bytes > this.opts.maxBufferBytes) {
+      if (this.queued + this.used - this.start + bytes > this.opts.maxBufferBytes) {
         this.dropped++;
         return;
       }
       if (bytes > room) {
-        this.rotate();
+        this.rotate(true);
         if (bytes > SLAB) {
           this.queue.push(Buffer.from(line));
           this.queued += bytes;
@@ -75,17 +80,17 @@ export class LineSink {
           return;
         }
       }
-    } else if (this.queued + this.used + line.length > this.opts.maxBufferBytes) {
+    } else if (this.queued + this.used - this.start + line.length > this.opts.maxBufferBytes) {
       this.dropped++;
       return;
     }
     this.used += this.slab.write(line, this.used, 'utf8');
-    if (this.used >= this.opts.bufferBytes) this.flush();
+    if (this.used - this.start >= this.opts.bufferBytes) this.flush();
   }
 
   /** Starts writing what waits, if no write is in flight. */
   flush(): void {
-    if (this.used > 0) this.rotate();
+    this.rotate();
     this.kick();
   }
 
@@ -94,19 +99,28 @@ export class LineSink {
     this.closing ??= new Promise<void>((resolve) => {
       clearInterval(this.timer);
       process.off('exit', this.onExit);
-      if (this.used > 0) this.rotate();
+      this.rotate();
       this.closedResolve = resolve;
       this.kick(); // writes what waits, then closes (or closes at once when nothing does)
     });
     return this.closing;
   }
 
-  private rotate(): void {
-    if (this.used === 0) return;
-    this.queue.push(this.slab.subarray(0, this.used));
-    this.queued += this.used;
-    this.slab = Buffer.allocUnsafe(SLAB);
-    this.used = 0;
+  /**
+   * Hands what was written since the last hand-over to the write queue. The slab goes on
+   * being filled after it (what is queued is never written over); a new slab is taken
+   * only when this one is full, so a flush every few lines costs no allocation.
+   */
+  private rotate(fresh = false): void {
+    if (this.used > this.start) {
+      this.queue.push(this.slab.subarray(this.start, this.used));
+      this.queued += this.used - this.start;
+    }
+    if (fresh || SLAB - this.used < MIN_ROOM) {
+      this.slab = Buffer.allocUnsafe(SLAB);
+      this.used = 0;
+    }
+    this.start = this.used;
   }
 
   private kick(): void {
@@ -156,7 +170,7 @@ export class LineSink {
 
   /** At process exit: whatever waits, written synchronously (the write in flight finishes first). */
   private flushSync(): void {
-    if (this.used > 0) this.rotate();
+    this.rotate();
     for (const buf of this.queue) {
       let off = 0;
       while (off < buf.length) {

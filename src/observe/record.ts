@@ -46,7 +46,7 @@ export function recordRequest(ctx: RequestContext, audit: Audit, metrics: Metric
     verify_ms: ctx.verifyMs,
     upstream_ms: ctx.upstreamMs,
   };
-  audit.record(entry);
+  audit.record(entry, p);
   metrics.request(route?.name ?? null, status, reason, totalMs / 1000, decision);
   if (decision === 'deny' && logger.isLevelEnabled('debug')) logger.debug({ request_id: ctx.requestId, route: entry.route, reason, status }, 'request refused');
   if (ctx.upstreamMs !== null && route !== null) metrics.upstream(route.upstream, ctx.upstreamMs / 1000);

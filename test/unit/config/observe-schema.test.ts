@@ -21,7 +21,7 @@ function problemPaths(extra: Record<string, unknown>, routes?: unknown[]): strin
 describe('observe config', () => {
   it('fills every default and compiles durations into milliseconds', () => {
     const c = compile({});
-    expect(c.audit).toEqual({ enabled: true, destination: 'stdout', bufferBytes: 4096, flushIntervalMs: 1000, maxBufferBytes: 16 * 1_048_576 });
+    expect(c.audit).toEqual({ enabled: true, destination: 'stdout', bufferBytes: 65_536, flushIntervalMs: 1000, maxBufferBytes: 16 * 1_048_576 });
     expect(c.rateLimit).toEqual({
       store: 'memory',
       maxKeys: 100_000,

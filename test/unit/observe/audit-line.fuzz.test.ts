@@ -60,6 +60,10 @@ describe('the audit line writer', () => {
       fc.property(entry, (e) => {
         const line = auditLine(e, TIME);
         expect(line).toBe(pinoLine(e));
+        // With the claims part remembered on a principal: the same line, first and second time.
+        const principal = {};
+        expect(auditLine(e, TIME, principal)).toBe(line);
+        expect(auditLine(e, TIME, principal)).toBe(line);
         expect(line.indexOf('\n')).toBe(line.length - 1);
         expect(line).not.toMatch(/[\u007f-\u009f\u2028\u2029]/);
       }),
