@@ -2,7 +2,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, compileConfig, redactSecrets, validateConfig } from '../../../src/config/load.js';
+import { compileConfig, redactSecrets, validateConfig } from '../../../src/config/load.js';
+import { problemLines } from './schema-walk.js';
 import { restartOnlyProblems } from '../../../src/reload.js';
 
 // The `state` keys (README "Running several instances") through the real config schema
@@ -13,15 +14,7 @@ writeFileSync(join(DIR, 'redis.pass'), 's3cret\n');
 writeFileSync(join(DIR, 'ca.pem'), '(a CA)');
 const compile = (extra: Record<string, unknown>) => compileConfig({ ...BASE, ...extra }, DIR, {});
 
-function problems(extra: Record<string, unknown>): string[] {
-  try {
-    compile(extra);
-    return [];
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems.map((p) => `${p.path}: ${p.message}`);
-    throw err;
-  }
-}
+const problems = (extra: Record<string, unknown>): string[] => problemLines(() => compile(extra));
 
 describe('state config', () => {
   it('defaults to memory: nothing shared, no Redis settings compiled', () => {
