@@ -19,6 +19,10 @@ export interface RedisServer {
   stop(): Promise<void>;
   /** Starts it again on the same port (empty: nothing was persisted). */
   start(): Promise<void>;
+  /** SIGSTOP: the connections stay open, nothing answers (a hung Redis). */
+  pause(): void;
+  /** SIGCONT. */
+  resume(): void;
   close(): Promise<void>;
 }
 
@@ -62,8 +66,11 @@ export async function startRedisServer(): Promise<RedisServer> {
     client,
     stop,
     start: launch,
+    pause: () => void proc?.kill('SIGSTOP'),
+    resume: () => void proc?.kill('SIGCONT'),
     async close() {
       client.disconnect();
+      proc?.kill('SIGCONT');
       await stop();
     },
   };

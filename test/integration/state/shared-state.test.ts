@@ -241,4 +241,20 @@ describe('two gateways sharing one Redis', () => {
     expect((await dpop(a, fresh)).status).toBe(200);
     expect((await dpop(b, fresh)).status).toBe(401);
   });
+
+  it('take a Redis that stops answering with its connections open for down too: DPoP answers 503 within commandTimeout', async () => {
+    redis.pause();
+    try {
+      for (const gw of [a, b]) await waitFor(() => upMetric(gw), (v) => v === 0, 15_000, 'the gauge at 0 with Redis hung');
+      expect((await readyz(a)).body.state).toMatchObject({ up: false, error: 'Command timed out' });
+      const proof = await key.proof('GET', `${ORIGIN}/api/orders`, { accessToken: login.accessToken });
+      const r = await from(a, '198.51.100.7', '/api/orders', { token: login.accessToken, scheme: 'DPoP', proofs: [proof] });
+      expect(r.status).toBe(503);
+      expect(await auditLine(a, r.requestId)).toMatchObject({ reason: 'replay_check_unavailable' });
+      expect(logs(a, 'state store down')).toHaveLength(2); // one line for this second outage
+    } finally {
+      redis.resume();
+    }
+    for (const gw of [a, b]) await waitFor(() => upMetric(gw), (v) => v === 1, 15_000, 'the gauge back at 1');
+  });
 });
