@@ -112,6 +112,8 @@ export class RedisLink {
   private error: string | null = 'connecting';
   /** A command failed and none has worked since. */
   private failing = false;
+  /** The last connection error since a connection was last ready. */
+  private lastCause: string | null = null;
   private resyncing = false;
   private closed = false;
   private readonly heartbeat: NodeJS.Timeout;
@@ -144,12 +146,19 @@ export class RedisLink {
     this.subscriber = new Redis(o.cfg.url, { ...options, connectionName: 'mfa-gateway-sub' });
     for (const c of [this.commands, this.subscriber]) {
       // ioredis emits an error for every failed attempt: the outage is logged once, on the way down.
-      c.on('error', (err: Error) => this.down(causeOf(err)));
+      c.on('error', (err: Error) => {
+        this.lastCause = causeOf(err);
+        this.down(this.lastCause);
+      });
+      // The close that follows an error (a refused password, a reset) keeps the error as the cause.
       c.on('close', () => {
         if (c === this.subscriber) this.subscribed = false;
-        this.down('connection closed');
+        this.down(this.lastCause ?? 'connection closed');
       });
-      c.on('ready', () => void this.evaluate());
+      c.on('ready', () => {
+        this.lastCause = null;
+        void this.evaluate();
+      });
     }
     this.subscriber.on('message', (_channel: string, message: string) => o.onMessage(message));
     this.heartbeat = setInterval(() => void this.beat(), HEARTBEAT_MS);

@@ -32,12 +32,13 @@ export function requireRedisServer(): void {
   if (found.error !== undefined || found.status !== 0) throw new Error(INSTALL_LINE);
 }
 
-export async function startRedisServer(): Promise<RedisServer> {
+/** `args`: more redis-server options (e.g. `['--requirepass', …]`; the test's own client then authenticates with `password`). */
+export async function startRedisServer(args: readonly string[] = [], password?: string): Promise<RedisServer> {
   requireRedisServer();
   const port = await freePort();
   let proc: ChildProcess | null = null;
   const launch = async (): Promise<void> => {
-    const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     proc = p;
     let out = '';
     await new Promise<void>((resolve, reject) => {
@@ -49,7 +50,7 @@ export async function startRedisServer(): Promise<RedisServer> {
     });
   };
   await launch();
-  const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 200 });
+  const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 200, ...(password !== undefined ? { password } : {}) });
   client.on('error', () => {}); // the outage tests stop the server under it
   await client.connect();
   const stop = async (): Promise<void> => {
