@@ -23,7 +23,7 @@ import { budgetDeps, evaluateBudgets, loadBudgets } from './lib/budgets.js';
 import { drive } from './lib/load.js';
 import { coldSlices, measureScenario } from './lib/measure.js';
 import { choosePlacement, pinSelf, unpinSelf } from './lib/placement.js';
-import { ROOT, startFloorProcess, startGatewayProcess, startUpstreamProcess } from './lib/processes.js';
+import { redisExtra, ROOT, startFloorProcess, startGatewayProcess, startRedisProcess, startUpstreamProcess } from './lib/processes.js';
 import { baselineTable, textTable, writeResults } from './lib/report.js';
 import { byName, floorOf, GROUPS, SCENARIOS, select } from './lib/scenarios.js';
 import { breakSignature, createKeys, garbageTemplate, mint, mintMany } from './lib/tokens.js';
@@ -140,6 +140,21 @@ export async function runSuite(options = {}) {
         });
       targets.gateway = await start(null);
       log(`bench: gateway on ${targets.gateway.url} (admin ${targets.gateway.adminPort}), pid ${targets.gateway.pid}, ${o.threads} verifier thread${o.threads === 1 ? '' : 's'}`);
+      if (needs('gatewayRedis')) {
+        targets.redis = await startRedisProcess({ cpus: placement.others });
+        log(`bench: redis-server on ${targets.redis.url}, pid ${targets.redis.pid}`);
+        targets.gatewayRedis = await startGatewayProcess({
+          dir: mkdirSync(join(dir, 'redis'), { recursive: true }),
+          cpus: placement.gateway,
+          upstreamUrl: targets.upstream.url,
+          jwksFile: tokens.jwksFile,
+          threads: o.threads,
+          nodeArgs: options.gatewayNodeArgs ?? [],
+          extra: redisExtra(targets.redis.url),
+          ...(options.gatewayCli ? { cli: resolve(options.gatewayCli) } : {}),
+        });
+        log(`bench: gateway with state.store: redis on ${targets.gatewayRedis.url} (admin ${targets.gatewayRedis.adminPort}), pid ${targets.gatewayRedis.pid}`);
+      }
       if (baselineCli) {
         targets.baseline = await start(baselineCli);
         log(`bench: baseline gateway (${baselineCli}) on ${targets.baseline.url}, pid ${targets.baseline.pid}; every gateway scenario runs against both, interleaved`);
@@ -169,6 +184,7 @@ export async function runSuite(options = {}) {
         const ctx = { o, targets, tokens, connections, log, tty, signal: options.signal, byName, upstreamPid: targets.upstream.pid, ...(s.rate ? { rate: rate.rps } : {}) };
         Object.assign(row, await measureScenario(s, ctx));
         if (s.rate) row.notes.unshift(`rate: ${rate.why}`);
+        if (s.target === 'gatewayRedis') await noteSharedState(row, targets.gatewayRedis);
       } catch (err) {
         failedRow(row, `harness error: ${err.message}`);
       }
@@ -181,7 +197,7 @@ export async function runSuite(options = {}) {
     }
   } finally {
     // Gateways first (they drain towards the upstream), then the floor and the upstream.
-    for (const t of ['gateway', 'baseline', 'floor', 'upstream']) if (targets[t]) exits[t] = await targets[t].stop();
+    for (const t of ['gateway', 'gatewayRedis', 'baseline', 'floor', 'upstream', 'redis']) if (targets[t]) exits[t] = await targets[t].stop();
     if (placement.pinned) unpinSelf(placement.cores);
     rmSync(dir, { recursive: true, force: true });
   }
@@ -212,9 +228,9 @@ export async function runSuite(options = {}) {
     ...rows.filter((r) => r.baseline && !r.baseline.ok).map((r) => `${r.name} against the baseline build failed: ${r.baseline.problems.join('; ')}`),
     ...budgetResults.filter((b) => b.ok === false).map((b) => `budget broken: ${b.message}`),
   ];
-  for (const t of ['gateway', 'baseline']) {
+  for (const t of ['gateway', 'gatewayRedis', 'baseline']) {
     const e = exits[t];
-    if (e && e.code !== 0) failures.push(`the ${t === 'gateway' ? 'gateway' : 'baseline gateway'} exited with ${e.code ?? e.signal} on SIGTERM (expected 0)`);
+    if (e && e.code !== 0) failures.push(`the ${{ gateway: 'gateway', gatewayRedis: 'redis-state gateway', baseline: 'baseline gateway' }[t]} exited with ${e.code ?? e.signal} on SIGTERM (expected 0)`);
   }
   if (options.signal?.aborted) failures.push('interrupted');
 
@@ -251,15 +267,33 @@ async function warmUp(targets, tokens, o, signal, log) {
   const seconds = Math.max(2, 2 * o.warmup);
   const common = { path: '/api/hello', connections: o.connections, pipelining: o.pipelining, duration: seconds, signal };
   const bearer = tokens ? { authorization: `Bearer ${tokens.cached}` } : {};
-  for (const t of ['gateway', 'baseline']) {
+  for (const t of ['gateway', 'gatewayRedis', 'baseline']) {
     if (!targets[t]) continue;
-    log(`bench: warming the ${t === 'gateway' ? 'gateway' : 'baseline gateway'} up (${2 * seconds} s, discarded)`);
+    log(`bench: warming the ${{ gateway: 'gateway', gatewayRedis: 'redis-state gateway', baseline: 'baseline gateway' }[t]} up (${2 * seconds} s, discarded)`);
     await drive({ ...common, url: targets[t].url, path: '/public/hello' });
     await drive({ ...common, url: targets[t].url, headers: bearer });
   }
   if (targets.floor) {
     log(`bench: warming the floor proxy up (${seconds} s, discarded)`);
     await drive({ ...common, url: targets.floor.url, headers: bearer });
+  }
+}
+
+/**
+ * The redis-state gateway's ratio means something only if it was sharing: the store up
+ * and counts synced during the run (its /metrics); otherwise the row fails.
+ */
+async function noteSharedState(row, gw) {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+    const value = (sample) => Number(text.split('\n').find((l) => l.startsWith(`${sample} `))?.slice(sample.length + 1) ?? NaN);
+    const up = value('mfa_gateway_state_store_up');
+    const ok = value('mfa_gateway_state_syncs_total{result="ok"}');
+    const failed = value('mfa_gateway_state_syncs_total{result="error"}');
+    row.notes.push(`state store up ${up}; ${ok} syncs ok, ${failed} failed since the gateway started`);
+    if (up !== 1 || !(ok > 0) || failed > 0) row.problems.push('the redis-state gateway was not sharing state during the run (see the note)');
+  } catch (err) {
+    row.problems.push(`could not read the redis-state gateway's metrics: ${err.message}`);
   }
 }
 

@@ -17,6 +17,7 @@ import { createAudit, type Audit } from './observe/audit.js';
 import { createMetrics, type Collectors, type Metrics } from './observe/metrics.js';
 import { createRateLimits } from './limits/limits.js';
 import { buildLifecycle, type Lifecycle } from './lifecycle.js';
+import { startSharedState, type SharedState } from './state/index.js';
 import { revocationRoutes } from './admin/revocations.js';
 import { jwksRoute } from './admin/jwks.js';
 import type { LogLevel, RawConfig } from './config/schema.js';
@@ -68,6 +69,8 @@ interface Process {
   /** The verifier (a reload that adds the first issuer builds one: setVerifier). */
   readonly verifier: Verifier | null;
   readonly lifecycle: Lifecycle;
+  /** Where the state instances share lives (state.store): this process, or Redis. */
+  readonly sharedState: SharedState;
   /** The audit log in use (a reload to another destination replaces it). */
   audit: Audit;
   readonly logger: Logger;
@@ -100,12 +103,33 @@ async function startProcess(state: GatewayState, options: GatewayOptions): Promi
     createAudit(s.audit, { now: runtime.now, onError: (err) => logger.error({ err: err.message }, 'audit destination failed') });
   // Before anything starts: a secret that cannot be read is a start-up failure, with no verifier to stop.
   const lifecycle = buildLifecycle(state, { runtime, log: (level, msg, fields) => logger[level](fields, msg) });
+  const sprayingBlocked = (client: string): void => {
+    metrics.sprayingBlocked();
+    logger.warn({ client }, 'token spraying: address blocked');
+  };
+  let sharedState: SharedState;
+  try {
+    // Before the verifier and the listeners: the first requests see the shared revocation list.
+    sharedState = await startSharedState(state, {
+      now: runtime.now,
+      log: (level, msg, fields) => logger[level](fields, msg),
+      revocations: lifecycle.revocationList,
+      replay: lifecycle.localReplay,
+      onSync: (ok) => metrics.stateSync(ok),
+      sprayingBlocked,
+    });
+  } catch (err) {
+    lifecycle.close();
+    throw err;
+  }
   let audit = openAudit(state);
   let verifier: Verifier | null = null;
   try {
     verifier = state.issuers.length > 0 ? await startVerifier(state) : null;
   } catch (err) {
     await audit.close();
+    await sharedState.close();
+    lifecycle.close();
     throw err;
   }
   const reportInternal = (ctx: RequestContext | null, err: unknown): void => {
@@ -117,20 +141,19 @@ async function startProcess(state: GatewayState, options: GatewayOptions): Promi
   const shared: SharedServices = {
     runtime,
     verifier,
-    limits: createRateLimits(state.rateLimit, { now: runtime.now }),
+    limits: createRateLimits(state.rateLimit, { now: runtime.now, ...sharedState.limits }),
     metrics,
     ...lifecycle.services,
+    replay: sharedState.replay,
     internalError: reportInternal,
-    sprayingBlocked: (client) => {
-      metrics.sprayingBlocked();
-      logger.warn({ client }, 'token spraying: address blocked');
-    },
+    sprayingBlocked,
     log: (level, msg, fields) => logger[level](fields, msg),
   };
   const onMissingReason = (c: RequestContext) => reportInternal(c, new Error('a request finished without a reason'));
   return {
     shared,
     lifecycle,
+    sharedState,
     get verifier() {
       return verifier;
     },
@@ -150,6 +173,7 @@ async function startProcess(state: GatewayState, options: GatewayOptions): Promi
     },
     record: (ctx) => recordRequest(ctx, audit, metrics, logger, onMissingReason),
     async close() {
+      await sharedState.close();
       lifecycle.close();
       await verifier?.close();
       await audit.close();
@@ -207,6 +231,7 @@ export async function startGateway(state: GatewayState, options: GatewayOptions 
       pools: () => [...fe.services.pools.entries()].map(([upstream, p]) => ({ upstream, ...p.stats() })),
       auditDropped: () => droppedBefore + proc.audit.dropped(),
       revocations: () => proc.shared.revocations.stats().byKind,
+      stateStoreUp: () => (proc.sharedState.up() ? 1 : 0),
       ...verifierCollectors(proc),
     });
     let token = adminToken.token;
@@ -284,7 +309,8 @@ export async function startGateway(state: GatewayState, options: GatewayOptions 
         const listening = fe.listening() && !fe.services.draining;
         return {
           ready: listening && keys.ready,
-          checks: { listening, config: 'loaded', upstreams: [...fe.holder.current.upstreams.keys()], issuers: keys.issuers, verifier: keys.pool },
+          // The shared-state store is named, never a reason to be unready: without Redis the gateway still serves (README "Redis outages").
+          checks: { listening, config: 'loaded', upstreams: [...fe.holder.current.upstreams.keys()], issuers: keys.issuers, verifier: keys.pool, state: proc.sharedState.readiness() },
         };
       },
       metrics: () => metrics.text(),

@@ -27,6 +27,9 @@ type LifecycleServices = Pick<SharedServices, 'revocations' | 'replay' | 'dpop' 
 
 export interface Lifecycle {
   readonly services: LifecycleServices;
+  /** The list and the local replay store behind `services`, for the shared-state bridge (src/state/). */
+  readonly revocationList: RevocationList;
+  readonly localReplay: MemoryReplayStore;
   /** Stops the revocation sweep and aborts the introspection requests under way. */
   close(): void;
 }
@@ -94,10 +97,13 @@ export function buildLifecycle(state: GatewayState, o: LifecycleOptions): Lifecy
         throw new GatewayError('ASSERTION_KEY', `identityAssertion.keyFile: ${(err as Error).message}`);
       }
     }
+    const localReplay = new MemoryReplayStore({ now, max: state.dpop.replayMax });
     return {
+      revocationList: revocations,
+      localReplay,
       services: {
         revocations,
-        replay: new MemoryReplayStore({ now, max: state.dpop.replayMax }),
+        replay: localReplay,
         dpop: { verify: (input) => proofs.verify(input), nonces },
         introspection,
         assertions,

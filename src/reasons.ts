@@ -124,6 +124,9 @@ const ROWS = {
   verifier_unavailable: row({ stage: 'verifier', status: 503, error: 'service_unavailable', description: 'Token verification is temporarily unavailable; retry later.', retryAfter: true }),
   // RFC 7662: no trustworthy answer from the issuer's introspection endpoint (down, slow, refusing the gateway): never an allow.
   temporarily_unavailable: row({ stage: 'verifier', status: 503, error: 'temporarily_unavailable', description: 'Token introspection is temporarily unavailable; retry later.', retryAfter: true }),
+  // RFC 9449 §11.1 with the replay store shared in Redis and Redis away (state.onStoreDown: closed): a proof
+  // another instance may have accepted is never let through.
+  replay_check_unavailable: row({ stage: 'gateway', status: 503, error: 'temporarily_unavailable', description: 'The DPoP proof replay check is temporarily unavailable; retry later.', retryAfter: true }),
 
   // DPoP (RFC 9449): one reason per check of §4.3, so the audit line says which failed.
   dpop_bound_as_bearer: row({ ...BINDING, description: 'The access token is bound to a DPoP key; send it with the DPoP scheme and a proof.' }),

@@ -40,6 +40,9 @@ export const RESTART_ONLY: readonly string[] = Object.freeze([
   'identityAssertion',
   'dpop',
   'revocation',
+  // The shared-state store and its connection are built once at start (src/state/):
+  // moving to another Redis, or between memory and Redis, would lose or mix counts.
+  'state',
 ]);
 
 /** What a reload changes, in the config file's own names (for the log and POST /reload). */

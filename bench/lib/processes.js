@@ -113,7 +113,7 @@ export function startFloorProcess({ cpus, upstreamUrl }) {
  * `auth: none`, `/api/` with `auth: mfa` plus a role and a scope, one issuer whose
  * keys come from the JWKS file the harness wrote.
  */
-export function gatewayConfig({ port, adminPort, upstreamUrl, jwksFile, threads }) {
+export function gatewayConfig({ port, adminPort, upstreamUrl, jwksFile, threads, extra = {} }) {
   return {
     listen: { host: '127.0.0.1', port },
     admin: { host: '127.0.0.1', port: adminPort },
@@ -140,6 +140,49 @@ export function gatewayConfig({ port, adminPort, upstreamUrl, jwksFile, threads 
       { path: '/public/', name: 'public', upstream: 'bench', auth: 'none' },
       { path: '/api/', name: 'api', upstream: 'bench', auth: 'mfa', roles: [ROLE], scopes: [SCOPE] },
     ],
+    ...extra,
+  };
+}
+
+/**
+ * What the `gatewayRedis` target adds to the bench config: its state in the bench's own
+ * redis-server, and a per-subject limit too high to ever refuse, so that every request
+ * is counted and the counts are synced to Redis during the run (the memory gateway it
+ * is compared with counts none: the ratio is an upper bound on what sharing costs).
+ */
+export function redisExtra(redisUrl) {
+  return {
+    state: { store: 'redis', redis: { url: redisUrl, keyPrefix: 'mfa-gateway-bench:' } },
+    rateLimit: { spraying: { enabled: false }, subject: { points: 1_000_000_000, duration: '1s' } },
+  };
+}
+
+/**
+ * Starts redis-server (Debian's package) on a free loopback port, nothing persisted,
+ * pinned with the upstream and the load generator (Redis runs on another machine in a
+ * real deployment; its CPU is not the gateway's).
+ * @param {{ cpus: string | null }} placement
+ */
+export async function startRedisProcess({ cpus }) {
+  const found = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
+  if (found.error || found.status !== 0) throw new Error("redis-server is not installed: apt-get install -y redis-server (Debian's package), needed by the cached-redis scenario");
+  const port = await freePort();
+  const child = launch(pinnedCommand(cpus, ['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']));
+  await new Promise((resolve, reject) => {
+    let out = '';
+    child.proc.stdout.setEncoding('utf8').on('data', (d) => {
+      out += d;
+      if (out.includes('Ready to accept connections')) resolve();
+    });
+    void child.exited.then(({ code }) => reject(new Error(`redis-server exited (${code}) before it was ready: ${child.stderr()}${out}`)));
+  });
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    pid: child.proc.pid,
+    stderr: child.stderr,
+    alive: () => child.proc.exitCode === null && child.proc.signalCode === null,
+    stop: () => stopProcess(child, 3000),
   };
 }
 
@@ -168,11 +211,11 @@ async function waitReady(url, child, timeoutMs) {
  * per request) goes to /dev/null so that reading it costs the load generator nothing;
  * the gateway still formats and writes every line, as in production.
  */
-export async function startGatewayProcess({ dir, cpus, upstreamUrl, jwksFile, threads, nodeArgs = [], cli = CLI, readyTimeoutMs = 20_000 }) {
+export async function startGatewayProcess({ dir, cpus, upstreamUrl, jwksFile, threads, nodeArgs = [], cli = CLI, readyTimeoutMs = 20_000, extra = {} }) {
   if (!existsSync(cli)) throw new Error(`${cli} not found: build first (npm run build)`);
   const port = await freePort();
   const adminPort = await freePort();
-  const config = gatewayConfig({ port, adminPort, upstreamUrl, jwksFile, threads });
+  const config = gatewayConfig({ port, adminPort, upstreamUrl, jwksFile, threads, extra });
   const configFile = join(dir, 'gateway.yaml');
   writeFileSync(configFile, YAML.stringify(config));
   // nodeArgs e.g. ['--cpu-prof', '--cpu-prof-dir=.tmp/profiles'] to see where the gateway spends its time.

@@ -12,6 +12,8 @@
  * - `pairedWith`: scenarios measured interleaved with this one, in the same seconds
  * - `rate`: open loop at a fixed rate (bench/lib/load.js drivePaced), set by run.js
  * - `conn`: which connection count applies: 'main' (--connections), 'body' (--body-connections)
+ * - `target: 'gatewayRedis'`: a second gateway, the same config with `state.store: redis`
+ *   (processes.js redisExtra), against the bench's own redis-server
  */
 /** The request of upload-1m and its baseline and floor: a 1 MiB POST with the cached token. */
 const UPLOAD_1M = { method: 'POST', path: '/api/upload', body: 'upload', token: 'cached', expect: '2xx', conn: 'body', baseline: 'direct-upload-1m' };
@@ -118,6 +120,19 @@ export const SCENARIOS = [
     baseline: 'direct',
     vsNone: true,
     what: 'one valid MFA token on an `auth: mfa` route with a role and a scope: the cache-hit path, what nearly every real request takes',
+  },
+  {
+    name: 'cached-redis',
+    target: 'gatewayRedis',
+    path: '/api/hello',
+    token: 'cached',
+    // In the same seconds as `cached` on the memory gateway (ABBA slices).
+    pairedWith: ['cached'],
+    expect: '2xx',
+    conn: 'main',
+    baseline: 'direct',
+    floor: 'floor',
+    what: 'the cached request against a second gateway with state.store: redis (the bench\'s own redis-server) and a never-reached per-subject limit, so every request is counted and synced: what sharing state costs the hot path, interleaved with cached',
   },
   {
     name: 'none-bare',
@@ -310,7 +325,7 @@ export function select(names, options = {}) {
     while (queue.length) {
       const s = byName.get(queue.pop());
       const deps = [s.baseline, floorOf(s), ...(s.pairedWith ?? []), ...(options.extraDeps?.(s.name) ?? [])].filter(Boolean);
-      if (s.target === 'gateway') deps.push('direct', 'none');
+      if (s.target === 'gateway' || s.target === 'gatewayRedis') deps.push('direct', 'none');
       if (s.rate) deps.push('cached');
       for (const d of deps) {
         if (!wanted.has(d) && byName.has(d)) {

@@ -10,6 +10,7 @@ import { isIP } from 'node:net';
 import { identityHeadersSchema } from './schema.js';
 import { observeCrossChecks } from './observe-schema.js';
 import { lifecycleCrossChecks } from './lifecycle-schema.js';
+import { stateCrossChecks } from './state-schema.js';
 import type { ConfigProblem } from './problems.js';
 import { GATEWAY_OWNED, HOP_BY_HOP, KEEPABLE } from '../proxy/headers.js';
 import { isLoopbackHost, readTokenFile } from '../admin/token.js';
@@ -133,6 +134,7 @@ export function crossChecks(data: unknown, baseDir: string): ConfigProblem[] {
   problems.push(...identityHeaderChecks(obj(root['identityHeaders'])));
   problems.push(...observeCrossChecks(data));
   problems.push(...lifecycleCrossChecks(data, checkFile, (name) => assertionHeaderProblem(name, obj(root['identityHeaders']))));
+  problems.push(...stateCrossChecks(data, checkFile));
   return problems;
 }
 

@@ -21,6 +21,7 @@ import type { ConfigProblem } from './problems.js';
 import { PROFILES } from '../authz/profiles.js';
 import { parseClaimPath } from '../authz/claims.js';
 import { compileObserve } from './observe-schema.js';
+import { compileState } from './state-schema.js';
 import { compileIssuerLifecycle, compileLifecycle, introspectionIssuerOf } from './lifecycle-schema.js';
 import { dpopChallenge } from '../dpop/challenge.js';
 
@@ -146,6 +147,7 @@ function compileSettings(raw: RawConfig, baseDir: string, warnings: readonly Con
     },
     ...compileObserve(raw, baseDir),
     ...compileLifecycle(raw, baseDir),
+    ...compileState(raw, baseDir),
     log: { level: raw.log.level },
     baseDir,
     warnings,

@@ -30,7 +30,11 @@ export const auditSchema = z.strictObject({
   maxBufferBytes: z.number().int().min(65_536).default(16 * 1_048_576),
 });
 
-/** `points` requests per `duration` window (a fixed window that starts with the key's first request). */
+/**
+ * `points` requests per `duration` window: a fixed window that starts with the key's first
+ * request (`state.store: memory`), or at a multiple of `duration` since the epoch, the
+ * same for every instance (`redis`).
+ */
 export const rateRuleSchema = z.strictObject({
   points: z.number().int().min(1),
   duration: seconds,
@@ -38,11 +42,11 @@ export const rateRuleSchema = z.strictObject({
 
 export const rateLimitSchema = z.strictObject({
   /**
-   * Where counters live. Only `memory` (this process) exists now; the key is here so
-   * a shared store (`redis`, for several gateway instances) can be added without
-   * changing the shape of the rest.
+   * Replaced by `state.store` (state-schema.ts), which shares revocations and DPoP proofs
+   * too: accepted by the schema only so that `check` can name the new key
+   * (stateCrossChecks) instead of saying "unknown key".
    */
-  store: z.enum(['memory']).default('memory'),
+  store: z.unknown().optional(),
   /** Keys (addresses / subjects) tracked per limiter; the least recently seen are forgotten beyond it. */
   maxKeys: z.number().int().min(1000).max(10_000_000).default(100_000),
   /**
@@ -103,7 +107,6 @@ export interface CompiledRouteRateLimit {
 }
 
 export interface CompiledRateLimit {
-  readonly store: 'memory';
   readonly maxKeys: number;
   readonly ipv6Prefix: number;
   readonly address: RateRule | null;
@@ -155,7 +158,6 @@ export function compileObserve(raw: RawObserveInput, baseDir: string): CompiledO
       maxBufferBytes: a.maxBufferBytes,
     }),
     rateLimit: Object.freeze({
-      store: rl.store,
       maxKeys: rl.maxKeys,
       ipv6Prefix: rl.ipv6Prefix,
       address: rl.address ? rule(rl.address) : null,

@@ -3,6 +3,7 @@ import { duration, durationSchema } from './duration.js';
 import { auditSchema, rateLimitSchema, routeRateLimitSchema } from './observe-schema.js';
 import { backchannelLogoutSchema, dpopSchema, identityAssertionSchema, issuerLifecycleKeys, publicOrigin, revocationSchema } from './lifecycle-schema.js';
 import { describedAs } from './problems.js';
+import { stateSchema } from './state-schema.js';
 import { normalizePath } from '../routes/normalize.js';
 
 /**
@@ -258,6 +259,8 @@ export const configSchema = z.strictObject({
   backchannelLogout: backchannelLogoutSchema.prefault({}),
   revocation: revocationSchema.prefault({}),
   identityAssertion: identityAssertionSchema.prefault({}),
+  /** Where the state instances share lives: this process, or Redis (state-schema.ts). */
+  state: stateSchema.prefault({}),
 });
 
 export type RawConfig = z.output<typeof configSchema>;

@@ -6,6 +6,7 @@ import type { Answer } from '../pipeline/answer.js';
 import type { DpopReason, TokenFailureReason } from '../reasons.js';
 import type { LogLevel } from './schema.js';
 import type { CompiledIssuerLifecycle, CompiledLifecycle } from './lifecycle-schema.js';
+import type { CompiledState } from './state-schema.js';
 
 /**
  * The compiled gateway state: everything a request reads, built once from a validated
@@ -158,6 +159,8 @@ export interface CompiledConfig extends CompiledLifecycle {
   readonly headers: HeaderRules;
   readonly audit: CompiledAudit;
   readonly rateLimit: CompiledRateLimit;
+  /** `state.*`: where the state instances share lives (state-schema.ts). */
+  readonly state: CompiledState;
   /** The operational log's level (`log.level`, else MFA_GATEWAY_LOG_LEVEL, else info; `--log-level` wins over it). */
   readonly log: { readonly level: LogLevel };
   /** Directory of the config file; relative file paths in it were resolved against it. */

@@ -14,6 +14,17 @@ export interface ReplayStore {
   remember(jti: string, untilMs: number): boolean | Promise<boolean>;
 }
 
+/**
+ * A shared store that cannot answer (Redis away, `state.onStoreDown: closed`): the
+ * DPoP stage answers 503 rather than accept a proof another instance may have seen.
+ */
+export class ReplayUnavailableError extends Error {
+  constructor(cause: string) {
+    super(`the replay store is unavailable: ${cause}`);
+    this.name = 'ReplayUnavailableError';
+  }
+}
+
 export interface MemoryReplayStoreOptions {
   /** Milliseconds since the epoch. */
   readonly now: () => number;

@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
-import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { CompiledRateLimit, RateRule } from '../config/observe-schema.js';
 import { SprayGuard } from './spraying.js';
+import { SharedSprayGuard, SharedWindowLimiter, type SharedLimitStore, type SyncSource } from './shared.js';
 import { retryAfter } from './retry-after.js';
 import { settingsKey } from '../config/same.js';
 
@@ -20,9 +20,8 @@ export { SprayGuard } from './spraying.js';
  * counter here has the same semantics as rate-limiter-flexible's stores (a window of
  * `duration` that starts with a key's first request, `points` requests in it), lives
  * in an lru-cache bounded by `maxKeys`, allocates only when a key is first seen, and
- * takes a clock. rate-limiter-flexible is used where an asynchronous answer is fine:
- * `StoreLimiter` wraps any of its limiters (RateLimiterRedis for a shared `store`),
- * deciding synchronously from the keys the store has already rejected.
+ * takes a clock. With `state.store: redis` the counts are shared the same synchronous way
+ * (./shared.ts): counted and judged here, synced to Redis on an interval.
  */
 
 /** One limiter: counts a request for `key` and answers 0 (allowed) or Retry-After seconds. */
@@ -69,46 +68,6 @@ export class WindowLimiter implements Limiter {
 
   get size(): number {
     return this.windows.size;
-  }
-}
-
-/**
- * A limiter backed by an asynchronous rate-limiter-flexible store (RateLimiterRedis
- * when several gateway instances share counters). The hot path cannot wait for a
- * network round trip, so each hit is sent to the store in the background and the
- * answer comes from a bounded local table of keys the store has rejected, until the
- * store's window for them ends (rate-limiter-flexible's own `inMemoryBlockOnConsumed`
- * idea). The cost: requests already in flight when the limit is crossed get through,
- * and a failing store lets traffic through (fail open; `errors` counts failures).
- */
-export class StoreLimiter implements Limiter {
-  private readonly blockedUntil: LRUCache<string, number>;
-  errors = 0;
-
-  constructor(
-    private readonly store: RateLimiterAbstract,
-    max: number,
-    private readonly now: () => number = Date.now,
-  ) {
-    this.blockedUntil = new LRUCache<string, number>({ max });
-  }
-
-  hit(key: string): number {
-    const until = this.blockedUntil.get(key);
-    if (until !== undefined) {
-      const left = until - this.now();
-      if (left > 0) return retryAfter(left);
-      this.blockedUntil.delete(key);
-    }
-    this.store.consume(key).then(undefined, (rej: unknown) => {
-      if (rej instanceof RateLimiterRes) this.blockedUntil.set(key, this.now() + Math.max(rej.msBeforeNext, 1));
-      else this.errors++;
-    });
-    return 0;
-  }
-
-  get size(): number {
-    return this.blockedUntil.size;
   }
 }
 
@@ -217,10 +176,12 @@ export interface RateLimitOptions {
   /** Clock in milliseconds (tests inject one). */
   now?: () => number;
   /**
-   * Builds a limiter on a shared store for a rule (rate-limiter-flexible, e.g.
-   * RateLimiterRedis with `keyPrefix: name`); when absent, in-process WindowLimiters.
+   * The store several instances share counts and spraying blocks through
+   * (src/state/counters.ts, `state.store: redis`); when absent, in-process counters.
    */
-  store?: (name: string, rule: RateRule) => RateLimiterAbstract;
+  shared?: SharedLimitStore;
+  /** A spraying block this instance began from counts other instances sent (logged and counted like one began here). */
+  onSharedBlock?: (key: string) => void;
 }
 
 const unlimited = (): number => 0;
@@ -228,8 +189,10 @@ const unlimited = (): number => 0;
 /** What one set of limiters is built from and may be rebuilt from: a name, its settings, the limiter. */
 interface Held {
   readonly settings: string;
-  readonly limiter: Limiter | SprayGuard;
+  readonly limiter: Limiter | SprayGuard | SharedSprayGuard;
 }
+
+type Guard = SprayGuard | SharedSprayGuard;
 
 /**
  * Builds the limiters of a compiled `rateLimit` config. Routes without a limit cost
@@ -243,9 +206,21 @@ interface Held {
 export function createRateLimits(cfg: CompiledRateLimit, options: RateLimitOptions = {}): RateLimits {
   let held = new Map<string, Held>();
   const limits = {} as RateLimits;
+  const shared = options.shared;
+  // Blocks other instances began go to the guard in force (a reload may replace it).
+  let guard: Guard | null = null;
+  shared?.onBlock((key, until) => {
+    if (guard instanceof SharedSprayGuard) guard.remoteBlock(key, until);
+  });
   const install = (next: CompiledRateLimit): RateLimitChanges => {
     const built = buildChecks(next, options, held);
+    if (shared !== undefined) {
+      // The sync sends the counts of the limiters in force only.
+      for (const h of held.values()) if (!built.kept.has(h.limiter)) shared.unregister(sourceOf(h.limiter)!);
+      for (const h of built.held.values()) if (!built.kept.has(h.limiter)) shared.register(sourceOf(h.limiter)!);
+    }
     held = built.held;
+    guard = built.guard;
     // The same object throughout (the services hold it); its checks are replaced whole,
     // so the hot path still calls one plain function per check.
     Object.assign(limits, built.checks);
@@ -256,29 +231,39 @@ export function createRateLimits(cfg: CompiledRateLimit, options: RateLimitOptio
   return limits;
 }
 
+/** The counts a shared limiter syncs; null for an in-process one. */
+function sourceOf(l: Limiter | Guard): SyncSource | null {
+  return l instanceof SharedWindowLimiter || l instanceof SharedSprayGuard ? l.source : null;
+}
+
 function buildChecks(
   cfg: CompiledRateLimit,
   options: RateLimitOptions,
   before: ReadonlyMap<string, Held>,
-): { checks: Omit<RateLimits, 'reconfigure'>; held: Map<string, Held>; changes: RateLimitChanges } {
+): { checks: Omit<RateLimits, 'reconfigure'>; held: Map<string, Held>; changes: RateLimitChanges; kept: ReadonlySet<unknown>; guard: Guard | null } {
   const now = options.now ?? Date.now;
   const held = new Map<string, Held>();
   const kept: string[] = [];
   const reset: string[] = [];
   // A limiter is kept when everything that shapes its counters is unchanged: its rule,
   // the key bound, and for address keys the IPv6 prefix they are cut to.
-  const reuse = <L extends Limiter | SprayGuard>(name: string, settings: unknown, make: () => L): L => {
+  const keptLimiters = new Set<unknown>();
+  const shared = options.shared;
+  const reuse = <L extends Limiter | Guard>(name: string, settings: unknown, make: () => L): L => {
     const key = settingsKey(settings);
     const old = before.get(name);
     const limiter = old !== undefined && old.settings === key ? (old.limiter as L) : make();
-    (limiter === old?.limiter ? kept : reset).push(name);
+    if (limiter === old?.limiter) {
+      kept.push(name);
+      keptLimiters.add(limiter);
+    } else reset.push(name);
     held.set(name, { settings: key, limiter });
     return limiter;
   };
   const limiters = new Map<string, Limiter>();
   const make = (name: string, rule: RateRule, addressKeys: boolean): Limiter => {
-    const l = reuse(name, { rule, maxKeys: cfg.maxKeys, store: options.store !== undefined, ...(addressKeys ? { ipv6Prefix: cfg.ipv6Prefix } : {}) }, () =>
-      options.store ? new StoreLimiter(options.store(name, rule), cfg.maxKeys, now) : new WindowLimiter(rule, cfg.maxKeys, now),
+    const l = reuse(name, { rule, maxKeys: cfg.maxKeys, ...(addressKeys ? { ipv6Prefix: cfg.ipv6Prefix } : {}) }, () =>
+      shared ? new SharedWindowLimiter(name, rule, cfg.maxKeys, now) : new WindowLimiter(rule, cfg.maxKeys, now),
     );
     limiters.set(name, l);
     return l;
@@ -294,7 +279,11 @@ function buildChecks(
   }
   const sp = cfg.spraying;
   const spray = sp
-    ? reuse('spraying', { spraying: sp, maxKeys: cfg.maxKeys, ipv6Prefix: cfg.ipv6Prefix }, () => new SprayGuard(sp.invalidTokens, sp.windowMs, sp.blockMs, cfg.maxKeys, now))
+    ? reuse('spraying', { spraying: sp, maxKeys: cfg.maxKeys, ipv6Prefix: cfg.ipv6Prefix }, (): Guard =>
+        shared
+          ? new SharedSprayGuard(sp.invalidTokens, sp.windowMs, sp.blockMs, cfg.maxKeys, now, shared, options.onSharedBlock ?? (() => {}))
+          : new SprayGuard(sp.invalidTokens, sp.windowMs, sp.blockMs, cfg.maxKeys, now),
+      )
     : null;
   const removed = [...before.keys()].filter((name) => !held.has(name));
 
@@ -343,5 +332,5 @@ function buildChecks(
       return out;
     },
   };
-  return { checks, held, changes: { kept, reset, removed } };
+  return { checks, held, changes: { kept, reset, removed }, kept: keptLimiters, guard: spray };
 }

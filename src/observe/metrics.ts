@@ -56,6 +56,8 @@ export interface Collectors {
   auditDropped?(): number;
   /** Revocation-list entries, by kind (sub, sid, jti). */
   revocations?(): Readonly<Record<string, number>>;
+  /** 1 while the shared-state store answers (always 1 with `state.store: memory`), else 0. */
+  stateStoreUp?(): number;
 }
 
 export interface Metrics {
@@ -84,6 +86,8 @@ export interface Metrics {
    * reload was refused; `atSec` is the wall clock in seconds (src/reload.ts).
    */
   configLoad(ok: boolean, atSec: number, reload: boolean): void;
+  /** One sync of rate-limit and spraying counts with the shared store ended (src/state/counters.ts). */
+  stateSync(ok: boolean): void;
   setCollectors(c: Collectors): void;
   /** The exposition text for /metrics. */
   text(): Promise<{ contentType: string; body: string }>;
@@ -243,9 +247,10 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
   const verifierTimeouts = new CellFamily<CounterCell>(`${PREFIX}verifier_timeouts_total`, 'Token verifications abandoned after verifier.taskTimeout (answered 503).', 'counter');
   const revokedRequests = new CellFamily<CounterCell>(`${PREFIX}revoked_requests_total`, 'Requests with a valid token refused because it was revoked (logout, POST /revocations).', 'counter');
   const reloads = new CellFamily<CounterCell>(`${PREFIX}config_reload_total`, 'Config reloads (SIGHUP, POST /reload, --watch), by result: success or failure.', 'counter');
+  const syncs = new CellFamily<CounterCell>(`${PREFIX}state_syncs_total`, 'Syncs of rate-limit and spraying counts with the shared store (state.store: redis), by result: ok or error (the counts kept for the next).', 'counter');
   let collectors: Collectors = {};
   const auditDropped = new ReadCounter(`${PREFIX}audit_dropped_lines_total`, 'Audit lines dropped because the destination could not keep up.', () => collectors.auditDropped?.());
-  for (const f of [requests, requestTime, verifyTime, upstreamTime, cacheLookups, limited, sprayBlocks, jwks, internal, verifierTimeouts, revokedRequests, auditDropped, reloads]) register(f);
+  for (const f of [requests, requestTime, verifyTime, upstreamTime, cacheLookups, limited, sprayBlocks, jwks, internal, verifierTimeouts, revokedRequests, auditDropped, reloads, syncs]) register(f);
 
   const routeNames = new NameLabels();
   const upstreamNames = new NameLabels();
@@ -279,6 +284,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
   const verifierTimeoutCell = verifierTimeouts.add(new CounterCell({}));
   const revokedCell = revokedRequests.add(new CounterCell({}));
   const jwksCells = new Map<string, { ok: CounterCell; error: CounterCell }>();
+  const syncCells = { ok: syncs.add(new CounterCell({ result: 'ok' })), error: syncs.add(new CounterCell({ result: 'error' })) };
   const reloadCells = { success: reloads.add(new CounterCell({ result: 'success' })), failure: reloads.add(new CounterCell({ result: 'failure' })) };
 
   const routeLabel = (route: string | null): string => (route === null ? NO_ROUTE : routeNames.bound(route));
@@ -340,6 +346,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
   gauge('token_negative_cache_entries', 'Invalid tokens held in the negative token cache.', () => collectors.negativeCacheSize?.());
   gauge('verifier_queue_depth', 'Token verifications waiting for a worker thread.', () => collectors.verifierQueue?.());
   gauge('verifier_utilization_ratio', 'Share of verifier worker time spent verifying (0-1).', () => collectors.verifierUtilization?.());
+  gauge('state_store_up', '1 while the shared-state store answers (always 1 with state.store: memory), 0 while Redis is away (limits count locally, revocations loaded stay enforced).', () => collectors.stateStoreUp?.());
   new Gauge({
     name: `${PREFIX}revocations`,
     help: 'Entries in the revocation list, by kind: sub, sid or jti (each lives until the tokens it refuses have expired).',
@@ -440,6 +447,9 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
       if (reload) (ok ? reloadCells.success : reloadCells.failure).value++;
       lastReloadOk.set(ok ? 1 : 0);
       if (ok) lastReloadAt.set(atSec);
+    },
+    stateSync(ok) {
+      (ok ? syncCells.ok : syncCells.error).value++;
     },
     setCollectors(c) {
       collectors = c;

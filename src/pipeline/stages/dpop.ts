@@ -5,7 +5,8 @@
  * - a token bound to a key (`cnf.jkt`, §6.1) must come with the DPoP scheme (§7.1; as
  *   `Bearer` it is refused, §7.2) and one `DPoP` proof passing every check of §4.3, the
  *   signature last (src/dpop/proof.ts; the proof key's import is cached by thumbprint);
- *   then its `jti` must be new (§11.1, the replay store, which may answer with a promise);
+ *   then its `jti` must be new (§11.1, the replay store, which may answer with a promise;
+ *   a shared store that cannot answer makes it 503 `replay_check_unavailable`);
  * - an unbound token with the DPoP scheme is refused (there is no key to hold the proof
  *   to), and so is any unbound token of an issuer with `dpop: required`.
  *
@@ -15,7 +16,8 @@
  */
 import type { ProofFailureReason } from '../../dpop/proof.js';
 import type { DpopReason } from '../../reasons.js';
-import { answer, type Answer } from '../answer.js';
+import { answer, RETRY_SOON, type Answer } from '../answer.js';
+import { ReplayUnavailableError } from '../../dpop/replay.js';
 import type { RequestContext } from '../context.js';
 import { NEXT, type Stage, type StageResult } from '../stage.js';
 import { spraying } from './token.js';
@@ -57,7 +59,14 @@ export const dpop: Stage = {
     const first = services.replay.remember(`dpop:${r.jkt}:${r.jti}`, (r.iat + window) * 1000);
     if (first === true) return NEXT;
     if (first === false) return refuse(ctx, 'replayed', null);
-    return first.then((fresh) => (fresh ? NEXT : refuse(ctx, 'replayed', null)));
+    return first.then(
+      (fresh) => (fresh ? NEXT : refuse(ctx, 'replayed', null)),
+      (err: unknown) => {
+        // The shared store is away and state.onStoreDown is closed: 503, never an unchecked proof.
+        if (err instanceof ReplayUnavailableError) return RETRY_SOON.replay_check_unavailable!;
+        throw err;
+      },
+    );
   },
 };
 

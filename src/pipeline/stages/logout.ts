@@ -19,6 +19,7 @@ import { answer, PLAIN, type Answer } from '../answer.js';
 import type { RequestContext } from '../context.js';
 import { NEXT, type Stage } from '../stage.js';
 import { spraying } from './token.js';
+import { ReplayUnavailableError } from '../../dpop/replay.js';
 
 /** A form body holding one logout token and its name; anything larger is refused unread. */
 const MAX_FORM_BYTES = MAX_LOGOUT_TOKEN_CHARS + 1024;
@@ -70,7 +71,15 @@ async function logoutWith(ctx: RequestContext, form: URLSearchParams): Promise<A
   });
   if (!lt.ok) return refused(ctx, invalid(lt.description), lt.reason);
   // §2.6 step 8: a logout token is used once; remembered until it expires by itself.
-  const fresh = await services.replay.remember(`logout:${issuer.name}:${lt.jti}`, (lt.exp + issuer.clockToleranceSec) * 1000);
+  let fresh: boolean;
+  try {
+    fresh = await services.replay.remember(`logout:${issuer.name}:${lt.jti}`, (lt.exp + issuer.clockToleranceSec) * 1000);
+  } catch (err) {
+    // A shared replay store that is away: the logout goes through on this instance's own
+    // replay check. A replayed logout token can only revoke again, never let anything in.
+    if (!(err instanceof ReplayUnavailableError)) throw err;
+    fresh = true;
+  }
   if (!fresh) return refused(ctx, REPLAYED, 'replayed');
   const entries = revocationsForLogout(lt, issuer.logoutScope).map((e) => services.revocations.add(e));
   services.log('info', 'back-channel logout', { request_id: ctx.requestId, issuer: issuer.name, revoked: entries.map((e) => e.kind) });

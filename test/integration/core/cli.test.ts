@@ -109,8 +109,14 @@ describe('check --print', () => {
     expect(effective['log']).toEqual({ level: 'info' });
     expect(Object.keys(effective)).toEqual([
       'listen', 'admin', 'server', 'verifier', 'issuers', 'upstreams', 'mfa', 'routes', 'identityHeaders', 'headers', 'audit', 'rateLimit', 'log',
-      'dpop', 'backchannelLogout', 'revocation', 'identityAssertion',
+      'dpop', 'backchannelLogout', 'revocation', 'identityAssertion', 'state',
     ]);
+    expect(effective['state']).toEqual({
+      store: 'memory',
+      syncInterval: '250ms',
+      onStoreDown: 'closed',
+      redis: { url: 'redis://127.0.0.1:6379', keyPrefix: 'mfa-gateway:', connectTimeout: '2s', commandTimeout: '500ms' },
+    });
     expect(effective['backchannelLogout']).toEqual({ enabled: true, path: '/.well-known/mfa-gateway/backchannel-logout' });
     expect(effective['identityAssertion']).toEqual({ enabled: false, header: 'x-mfa-gateway-assertion', issuer: 'mfa-gateway', lifetime: '1m' });
     // The printed config is itself a valid config that says the same.

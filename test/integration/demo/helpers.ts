@@ -2,12 +2,56 @@
  * Shared pieces of the demo's integration tests: the compiled demo (dist/demo),
  * a TOTP clock the tests move instead of sleeping, and a gateway call.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { request } from 'undici';
-import { recordToken } from '../leaks.js';
+import { outputSink, recordToken } from '../leaks.js';
 
 export const ROOT = resolve(import.meta.dirname, '../../..');
 export const DEMO_CLI = resolve(ROOT, 'dist/demo/cli.js');
+
+export interface DemoPorts {
+  readonly gateway: number;
+  readonly admin: number;
+  readonly idp: number;
+  readonly upstream: number;
+}
+
+/**
+ * Starts the demo command (dist/demo/cli.js, as `npm run demo` does after building) on
+ * these ports and resolves once it has printed its tour; everything it prints goes to the
+ * whole-run leak check (test/leaks) as `<label>.stdout` / `.stderr`.
+ */
+export async function spawnDemo(ports: DemoPorts, label: string): Promise<{ proc: ChildProcess; out: () => string }> {
+  const proc = spawn(process.execPath, [DEMO_CLI], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      DEMO_GATEWAY_PORT: String(ports.gateway),
+      DEMO_ADMIN_PORT: String(ports.admin),
+      DEMO_IDP_PORT: String(ports.idp),
+      DEMO_UPSTREAM_PORT: String(ports.upstream),
+    },
+  });
+  let out = '';
+  let err = '';
+  const outSink = outputSink(`${label}.stdout`);
+  const errSink = outputSink(`${label}.stderr`);
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    err += d;
+    errSink(d);
+  });
+  await new Promise<void>((resolveP, reject) => {
+    proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      outSink(d);
+      out += d;
+      if (out.includes('Ctrl-C stops everything.')) resolveP();
+    });
+    proc.once('exit', (code) => reject(new Error(`demo exited (${code}) before printing its tour: ${err}`)));
+  });
+  return { proc, out: () => out };
+}
 
 // The demo ships compiled (the CLI runs dist/demo/cli.js); the tests use the same build.
 export const { startDemoStack } = (await import('../../../dist/demo/stack.js')) as typeof import('../../../demo/stack.js');

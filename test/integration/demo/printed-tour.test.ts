@@ -5,11 +5,11 @@
  * command line verbatim in bash (curl appends only its status code), and compares the
  * answers with the status, challenge and echoed headers the tour announces.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_CLI, ROOT } from './helpers.js';
-import { outputSink, recordOutput, tokensFile } from '../leaks.js';
+import { ROOT, spawnDemo } from './helpers.js';
+import { recordOutput, tokensFile } from '../leaks.js';
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -54,38 +54,14 @@ function parseTour(text: string): Step[] {
 }
 
 let demo: ChildProcess;
-let out = '';
+let out: () => string = () => '';
 let ports: Record<string, number>;
 
 beforeAll(async () => {
   ports = { gateway: await freePort(), admin: await freePort(), idp: await freePort(), upstream: await freePort() };
-  demo = spawn(process.execPath, [DEMO_CLI], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      ...process.env,
-      DEMO_GATEWAY_PORT: String(ports['gateway']),
-      DEMO_ADMIN_PORT: String(ports['admin']),
-      DEMO_IDP_PORT: String(ports['idp']),
-      DEMO_UPSTREAM_PORT: String(ports['upstream']),
-    },
-  });
-  let err = '';
-  // For the whole-run leak check (test/leaks): all the demo prints (tour, audit lines, log).
-  const outSink = outputSink('demo-start.stdout');
-  const errSink = outputSink('demo-start.stderr');
-  demo.stdout!.setEncoding('utf8').on('data', outSink);
-  demo.stderr!.setEncoding('utf8').on('data', (d: string) => {
-    err += d;
-    errSink(d);
-  });
-  await new Promise<void>((resolve, reject) => {
-    demo.stdout!.on('data', (d: string) => {
-      out += d;
-      if (out.includes('Ctrl-C stops everything.')) resolve();
-    });
-    demo.once('exit', (code) => reject(new Error(`demo exited (${code}) before printing its tour: ${err}`)));
-  });
+  const started = await spawnDemo({ gateway: ports['gateway']!, admin: ports['admin']!, idp: ports['idp']!, upstream: ports['upstream']! }, 'demo-start');
+  demo = started.proc;
+  out = started.out;
 });
 
 afterAll(async () => {
@@ -98,15 +74,15 @@ afterAll(async () => {
 
 describe('npm run demo', () => {
   it('prints the TOTP secret as an otpauth URI and as a QR code', () => {
-    expect(out).toMatch(/otpauth:\/\/totp\/[^\s]+secret=[A-Z2-7]+/);
+    expect(out()).toMatch(/otpauth:\/\/totp\/[^\s]+secret=[A-Z2-7]+/);
     // qrcode draws with block characters; captured output gets no terminal colour codes.
-    expect(out).toMatch(/[▀▄█]{7}/);
-    expect(out).not.toContain('\u001b[');
-    expect(out).toContain(`http://127.0.0.1:${ports['gateway']}`);
+    expect(out()).toMatch(/[▀▄█]{7}/);
+    expect(out()).not.toContain('\u001b[');
+    expect(out()).toContain(`http://127.0.0.1:${ports['gateway']}`);
   });
 
   it('prints commands whose answers are what it says they are', () => {
-    const steps = parseTour(out);
+    const steps = parseTour(out());
     expect(steps.map((s) => s.n)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
     // The DPoP token with its proof, and the logout, are commands of their own.
     expect(steps[6]!.assignments).toEqual([expect.stringMatching(/^\{ read -r DPOP; read -r PROOF; \} < <\(node dist\/demo\/cli\.js token --pwd --dpop --url /)]);

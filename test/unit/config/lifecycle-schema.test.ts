@@ -2,7 +2,8 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, compileConfig } from '../../../src/config/load.js';
+import { compileConfig } from '../../../src/config/load.js';
+import { problemLines } from './schema-walk.js';
 
 // The token-lifecycle keys (DPoP, back-channel logout, revocation, introspection,
 // identity assertions) through the real config schema and compiler, as `check` and
@@ -18,15 +19,7 @@ const compile = (extra: Record<string, unknown>, routes: unknown[] = [{ path: '/
   compileConfig({ ...BASE, issuers: [ISSUER], routes, ...extra }, DIR, {});
 
 /** Every problem of a config as `path: message` ([] when it compiles). */
-function problems(extra: Record<string, unknown>, routes?: unknown[]): string[] {
-  try {
-    compile(extra, routes);
-    return [];
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems.map((p) => `${p.path}: ${p.message}`);
-    throw err;
-  }
-}
+const problems = (extra: Record<string, unknown>, routes?: unknown[]): string[] => problemLines(() => compile(extra, routes));
 
 describe('lifecycle config', () => {
   it('fills every default: DPoP optional without nonces, logout on, no introspection, no assertion', () => {

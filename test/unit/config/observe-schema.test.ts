@@ -23,7 +23,6 @@ describe('observe config', () => {
     const c = compile({});
     expect(c.audit).toEqual({ enabled: true, destination: 'stdout', bufferBytes: 65_536, flushIntervalMs: 1000, maxBufferBytes: 16 * 1_048_576 });
     expect(c.rateLimit).toEqual({
-      store: 'memory',
       maxKeys: 100_000,
       ipv6Prefix: 64,
       address: null,

@@ -85,3 +85,14 @@ export function problemsOf(data: unknown, env: NodeJS.ProcessEnv = {}): string[]
  */
 export const ZOD_WORDING =
   /Invalid input|Invalid option|Invalid string|Invalid key|Invalid element|Invalid union|Too small|Too big|Unrecognized key|received (string|number|boolean|array|object|undefined|null)|expected (string|number|int|boolean|array|object|record|nonoptional)\b|must be a (array|object|int|record|union)\b|to (be|have) [<>]=|[<>]=\d/;
+
+/** Every problem `compile` throws as `path: message` ([] when it compiles). */
+export function problemLines(compile: () => unknown): string[] {
+  try {
+    compile();
+    return [];
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems.map((p) => `${p.path}: ${p.message}`);
+    throw err;
+  }
+}

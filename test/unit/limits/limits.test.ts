@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RateLimiterMemory, type RateLimiterAbstract } from 'rate-limiter-flexible';
-import { SprayGuard, StoreLimiter, WindowLimiter, addressKey, createRateLimits } from '../../../src/limits/limits.js';
+import { SprayGuard, WindowLimiter, addressKey, createRateLimits } from '../../../src/limits/limits.js';
 import type { CompiledRateLimit, CompiledRouteRateLimit } from '../../../src/config/observe-schema.js';
 
 /** A clock the test moves by hand. */
@@ -11,7 +10,6 @@ function clock(start = 1_700_000_000_000) {
 
 function config(over: Partial<CompiledRateLimit> = {}): CompiledRateLimit {
   return {
-    store: 'memory',
     maxKeys: 1000,
     ipv6Prefix: 64,
     address: null,
@@ -261,46 +259,5 @@ describe('RateLimits.reconfigure (a reload)', () => {
     rl.reconfigure(config());
     for (let i = 0; i < 10; i++) expect(rl.checkAddress('orders', '10.0.0.1')).toBe(0);
     expect(rl.sizes()).toEqual({});
-  });
-});
-
-describe('StoreLimiter (rate-limiter-flexible store, the path for a shared store)', () => {
-  it('answers synchronously, and blocks once the store has rejected the key', async () => {
-    const store = new RateLimiterMemory({ points: 2, duration: 60 });
-    const l = new StoreLimiter(store, 100);
-    // Decided before the store answers: in flight when the limit is crossed, so allowed.
-    expect([l.hit('k'), l.hit('k'), l.hit('k')]).toEqual([0, 0, 0]);
-    await new Promise((r) => setImmediate(r));
-    const wait = l.hit('k');
-    expect(wait).toBeGreaterThanOrEqual(59);
-    expect(wait).toBeLessThanOrEqual(60);
-    expect(l.hit('other')).toBe(0);
-  });
-
-  it('fails open and counts errors when the store fails', async () => {
-    const failing = { consume: () => Promise.reject(new Error('store down')) } as unknown as RateLimiterAbstract;
-    const l = new StoreLimiter(failing, 100);
-    expect([l.hit('k'), l.hit('k')]).toEqual([0, 0]);
-    await new Promise((r) => setImmediate(r));
-    expect(l.hit('k')).toBe(0);
-    expect(l.errors).toBe(2);
-  });
-
-  it('is what createRateLimits uses when given a store factory', async () => {
-    const made: string[] = [];
-    const rl = createRateLimits(
-      config({ address: { points: 1, windowMs: 60_000 }, routes: new Map([['login', { address: { points: 1, windowMs: 5_000 }, subject: undefined }]]) }),
-      {
-        store: (name, rule) => {
-          made.push(name);
-          return new RateLimiterMemory({ keyPrefix: name, points: rule.points, duration: rule.windowMs / 1000 });
-        },
-      },
-    );
-    expect(made.sort()).toEqual(['address', 'address:login']);
-    expect([rl.checkAddress('login', '10.0.0.1'), rl.checkAddress('login', '10.0.0.1')]).toEqual([0, 0]);
-    await new Promise((r) => setImmediate(r));
-    expect(rl.checkAddress('login', '10.0.0.1')).toBeGreaterThanOrEqual(4);
-    expect(rl.checkAddress('orders', '10.0.0.1')).toBe(0);
   });
 });
