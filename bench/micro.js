@@ -12,6 +12,12 @@
  *     second of wall time. These are the figures a worker-pool design is held against.
  *   - the gateway's verifier (dist/authn/verifier.js, threads 0): a full verification
  *     on the main thread, a cache hit, a negative-cache hit
+ *   - the worker path: the same verifier with `threads` 1 and 2 (the Piscina pool, batches
+ *     of up to `verifier.concurrency` tokens per worker), 1 / 8 / 64 never-seen tokens in
+ *     flight, each line with its ratio to plain jose `jwtVerify` (imported key, its best
+ *     line) and to raw node:crypto on one thread: the pool's overhead as a number.
+ *     `taskset -c 0 npm run bench:micro` confines it all to one core, as the bench pins
+ *     the gateway
  *   - policy evaluation (dist/authz/decide.js), finding the token (dist/authn/extract.js)
  *   - path normalization (dist/routes/normalize.js)
  *
@@ -49,14 +55,16 @@ const IN_FLIGHT = [1, 8, 64];
 /**
  * Keeps `inFlight` calls of the async `fn(i)` going until TIME_MS has passed (after a
  * short warm-up). Returns ops/s, and the process's CPU (every thread, libuv's pool
- * included) per op and per second of wall time (`cores`).
+ * included) per op and per second of wall time (`cores`). With `supply`, each call gets
+ * the next item of it instead (`fn(item)`, each once) and the run also ends when it is
+ * used up (`ranOut`): for calls that each need a never-seen token.
  */
-async function timeInFlight(fn, inFlight) {
+async function timeInFlight(fn, inFlight, supply = null) {
   let i = 0;
   const lane = async (end) => {
     let n = 0;
-    while (performance.now() < end) {
-      await fn(i++);
+    while ((supply === null || i < supply.length) && performance.now() < end) {
+      await fn(supply === null ? i++ : supply[i++]);
       n++;
     }
     return n;
@@ -69,16 +77,19 @@ async function timeInFlight(fn, inFlight) {
   const wallMs = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
   const cpuUs = cpu.user + cpu.system;
-  return { opsPerSec: (ops / wallMs) * 1000, cores: cpuUs / 1000 / wallMs, cpuUsPerOp: cpuUs / ops };
+  return { opsPerSec: (ops / wallMs) * 1000, cores: cpuUs / 1000 / wallMs, cpuUsPerOp: cpuUs / ops, ranOut: supply !== null && i >= supply.length };
 }
 
 /** Measures `fn` at every IN_FLIGHT and reports each. */
 async function reportInFlight(group, name, fn, note = '') {
+  const all = [];
   for (const inFlight of IN_FLIGHT) {
     const m = await timeInFlight(fn, inFlight);
     const cpuNote = `${String(inFlight).padStart(2)} in flight, ${m.cores.toFixed(2)} cores, ${m.cpuUsPerOp.toFixed(1)} µs CPU/op`;
     report(group, `${name} ×${inFlight}`, m.opsPerSec, note ? `${cpuNote}; ${note}` : cpuNote, { inFlight, cores: m.cores, cpuUsPerOp: m.cpuUsPerOp });
+    all.push(m);
   }
+  return all;
 }
 
 /** WebCrypto's import and verify parameters of a JWS algorithm (RFC 7518 §3, RFC 8037). */
@@ -146,6 +157,8 @@ try {
   process.stdout.write('\nverification, one JavaScript thread, 1 / 8 / 64 calls in flight\n');
   const keySet = createLocalJWKSet(jwks);
   const verifyOptions = { issuer: ISSUER, audience: AUDIENCE, algorithms: [...ALGORITHMS] };
+  /** Per algorithm: raw node:crypto (synchronous) and the best plain jwtVerify line, for the worker path's ratios. */
+  const plain = {};
   for (const alg of ALGORITHMS) {
     const list = tokens[alg];
     const jwk = jwks.keys.find((k) => k.alg === alg);
@@ -178,7 +191,8 @@ try {
       return webcrypto.subtle.verify(w.verifyAs, cryptoKey, p.sig, p.data);
     });
     const imported = await importJWK(jwk, alg);
-    await reportInFlight('verify', `jose jwtVerify ${alg}, imported key`, (i) => jwtVerify(list[i & 255], imported, verifyOptions));
+    const jose = await reportInFlight('verify', `jose jwtVerify ${alg}, imported key`, (i) => jwtVerify(list[i & 255], imported, verifyOptions));
+    plain[alg] = { cryptoOps: syncOps, jose: jose.reduce((best, m) => (m.opsPerSec > best.opsPerSec ? m : best)) };
     await reportInFlight('verify', `jose jwtVerify ${alg}, createLocalJWKSet`, (i) => jwtVerify(list[i & 255], keySet, verifyOptions));
   }
 
@@ -186,20 +200,23 @@ try {
   process.stdout.write('\ngateway verifier (dist/authn/verifier.js, threads 0)\n');
   const verifierMod = await importDist('authn/verifier.js');
   const loadMod = await importDist('config/load.js');
-  let compiled = null;
-  if (loadMod.mod?.compileConfig) {
-    compiled = loadMod.mod.compileConfig(
+  const compiledWith = (verifierSettings) =>
+    loadMod.mod.compileConfig(
       {
         listen: { host: '127.0.0.1', port: 0 },
         admin: { host: '127.0.0.1', port: 0 },
-        verifier: { threads: 0 },
+        verifier: verifierSettings,
         issuers: [{ name: 'bench', issuer: ISSUER, profile: 'keycloak', jwksFile, audience: [AUDIENCE], algorithms: [...ALGORITHMS] }],
         upstreams: { bench: { url: 'http://127.0.0.1:9' } },
         routes: [{ path: '/api/', upstream: 'bench', auth: 'mfa', roles: [ROLE], scopes: [SCOPE] }],
       },
       dir,
     );
-  }
+  const compiled = loadMod.mod?.compileConfig ? compiledWith({ threads: 0 }) : null;
+  // Never-seen tokens, shared by the main-thread line and the worker path (each
+  // measurement has a verifier of its own, so a token is new to each).
+  const fresh = {};
+  for (const alg of ALGORITHMS) fresh[alg] = await mintMany(keys[alg], Math.max(2000, Math.ceil(TIME_MS * 20)));
   let verifier = null;
   let principal = null;
   if (!verifierMod.mod?.createVerifier || !compiled) {
@@ -210,10 +227,9 @@ try {
       verifier = verifierMod.mod.createVerifier(compiled, { log: () => {} });
       await verifier.start();
       for (const alg of ALGORITHMS) {
-        const fresh = await mintMany(keys[alg], Math.max(2000, Math.ceil(TIME_MS * 20)));
         let n = 0;
-        const ops = await timeAsync(() => verifier.verify(fresh[n++ % fresh.length]));
-        report('verifier', `verify() never-seen ${alg} token, main thread`, ops, n > fresh.length ? '(pool reused: includes hits)' : '');
+        const ops = await timeAsync(() => verifier.verify(fresh[alg][n++ % fresh[alg].length]));
+        report('verifier', `verify() never-seen ${alg} token, main thread`, ops, n > fresh[alg].length ? '(pool reused: includes hits)' : '');
       }
       const token = await mint(keys.RS256);
       const first = await verifier.verify(token);
@@ -234,6 +250,45 @@ try {
       report('verifier', 'lookup() negative-cache hit, fresh string', negOps);
     } catch (err) {
       skipped('verifier', 'verifier', err.message);
+    }
+  }
+
+  // 2b. The worker path: what a cold request costs through the pool, against plain jose.
+  process.stdout.write('\nworker path (dist/authn/verifier.js with a Piscina pool), never-seen tokens, 1 / 8 / 64 in flight\n');
+  if (!compiled || !verifierMod.mod?.createVerifier) skipped('worker', 'verify() through the pool', verifierMod.why ?? loadMod.why ?? 'compileConfig not exported');
+  else {
+    for (const threads of [1, 2]) {
+      for (const alg of ALGORITHMS) {
+        for (const inFlight of IN_FLIGHT) {
+          const name = `verify() ${alg}, threads ${threads} ×${inFlight}`;
+          let pooled = null;
+          try {
+            const cfg = compiledWith({ threads, maxQueue: 4096 });
+            pooled = verifierMod.mod.createVerifier(cfg, { log: () => {} });
+            await pooled.start();
+            let refused = 0;
+            const m = await timeInFlight(
+              async (t) => {
+                if (!(await pooled.verify(t)).ok) refused++;
+              },
+              inFlight,
+              fresh[alg],
+            );
+            const p = plain[alg];
+            const vsJose = m.opsPerSec / p.jose.opsPerSec;
+            const note =
+              `${m.cores.toFixed(2)} cores, ${m.cpuUsPerOp.toFixed(1)} µs CPU/op; × jose ${vsJose.toFixed(2)} (CPU/op ${(m.cpuUsPerOp / p.jose.cpuUsPerOp).toFixed(2)}×), ` +
+              `× node:crypto ${(m.opsPerSec / p.cryptoOps).toFixed(2)}, concurrency ${cfg.verifier.concurrency}` +
+              (m.ranOut ? '; ran out of tokens early' : '') +
+              (refused ? `; ${refused} REFUSED` : '');
+            report('worker', name, m.opsPerSec, note, { threads, alg, inFlight, cores: m.cores, cpuUsPerOp: m.cpuUsPerOp, vsJose, vsCrypto: m.opsPerSec / p.cryptoOps, refused });
+          } catch (err) {
+            skipped('worker', name, err.message);
+          } finally {
+            await pooled?.close();
+          }
+        }
+      }
     }
   }
 

@@ -68,6 +68,11 @@ export const SMOKE = Object.freeze({
 /** fixed-rate offers this share of the req/s `cached` reached: loaded, but far from saturated. */
 const FIXED_RATE_SHARE = 0.5;
 
+/** The cores the gateway process (its worker threads and libuv's included) may run on. */
+function gatewayCores(placement) {
+  return placement.pinned ? placement.gateway.split(',').length : placement.cores;
+}
+
 function gitInfo() {
   const rev = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' });
   const st = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT, encoding: 'utf8' });
@@ -181,7 +186,7 @@ export async function runSuite(options = {}) {
       }
       log(`▶ ${s.name}: ${s.what}`);
       try {
-        const ctx = { o, targets, tokens, connections, log, tty, signal: options.signal, byName, upstreamPid: targets.upstream.pid, ...(s.rate ? { rate: rate.rps } : {}) };
+        const ctx = { o, targets, tokens, connections, log, tty, signal: options.signal, byName, upstreamPid: targets.upstream.pid, gatewayCores: gatewayCores(placement), ...(s.rate ? { rate: rate.rps } : {}) };
         Object.assign(row, await measureScenario(s, ctx));
         if (s.rate) row.notes.unshift(`rate: ${rate.why}`);
         if (s.target === 'gatewayRedis') await noteSharedState(row, targets.gatewayRedis);
@@ -222,7 +227,7 @@ export async function runSuite(options = {}) {
     if (floorName && floorName !== 'floor') r.notes.unshift(`× floor CPU is vs ${floorName}`);
   }
 
-  const budgetResults = budgetsFile ? evaluateBudgets(budgets, byRow, { threads: o.threads }) : [];
+  const budgetResults = budgetsFile ? evaluateBudgets(budgets, byRow, { threads: o.threads, gatewayCores: gatewayCores(placement) }) : [];
   const failures = [
     ...rows.filter((r) => !r.ok).map((r) => `${r.name} failed: ${r.problems.join('; ')}`),
     ...rows.filter((r) => r.baseline && !r.baseline.ok).map((r) => `${r.name} against the baseline build failed: ${r.baseline.problems.join('; ')}`),

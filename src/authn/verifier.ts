@@ -10,8 +10,6 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { performance } from 'node:perf_hooks';
-import { Piscina } from 'piscina';
 import type { CompiledConfig, CompiledIssuer } from '../config/state.js';
 import { refreezePrincipal, type Principal } from '../authz/claims.js';
 import { GatewayError } from '../errors.js';
@@ -20,9 +18,10 @@ import { TokenCache } from './cache.js';
 import { tokenFailure } from './failures.js';
 import { decodeJsonSegment } from './jws.js';
 import { KEY_MISMATCH, KeyStore, NO_KEYS, UNKNOWN_KID, type SetTimer, type StoredKey } from './jwks.js';
+import { VerifyPool } from './pool.js';
 import type { TokenFailure, Verifier, VerifierReadiness, VerifierReconfiguration, VerifierStats, VerifyResult } from './types.js';
 import { sameSettings } from '../config/same.js';
-import { PROBE_ANSWER, verifyToken, type ProbeTask, type VerifyTask, type VerifyTaskResult } from './worker/verify.js';
+import { verifyToken, type VerifyTaskResult } from './worker/verify.js';
 
 export interface VerifierOptions {
   /** Milliseconds since the epoch; the injected clock of the caches, `exp`/`nbf` checks and cooldowns. */
@@ -69,11 +68,7 @@ const UNKNOWN_KID_FAILURE = tokenFailure('unknown_kid');
 const UNAVAILABLE = tokenFailure('verifier_unavailable');
 const OVERLOADED = tokenFailure('overloaded');
 
-/** Piscina rejects a task it has no room for with one of these (piscina/dist/errors.js). */
-const QUEUE_FULL = /^(Task queue is at limit|No task queue available)/;
-
 const POOL_OK: VerifierReadiness['pool'] = Object.freeze({ ok: true });
-const PROBE: ProbeTask = Object.freeze({ probe: true });
 
 /**
  * Builds the verifier for a compiled config (issue 3, README "Token verification").
@@ -89,25 +84,13 @@ class TokenVerifier implements Verifier {
   private readonly byIss = new Map<string, IssuerRuntime>();
   private cache: TokenCache;
   private readonly pending = new Map<string, Promise<VerifyResult>>();
-  private readonly pool: Piscina<VerifyTask | ProbeTask, VerifyTaskResult | typeof PROBE_ANSWER> | null;
+  private readonly pool: VerifyPool | null;
   private readonly abort = new AbortController();
   private cfg: CompiledConfig['verifier'];
   private readonly storeOptions: Omit<ConstructorParameters<typeof KeyStore>[1], 'signal' | 'cooldownMs' | 'timeoutMs'>;
-  private readonly onTaskTimeout: () => void;
   private inlineRunning = 0;
   private verifications = 0;
-  private timeouts = 0;
   private closed = false;
-  // Pool health, on the monotonic clock (task timeouts are real time, whatever `now` says).
-  /** Verifications handed to the pool and not settled yet. */
-  private poolRunning = 0;
-  /** When poolRunning last went from 0 to 1. */
-  private poolBusySince = 0;
-  /** When a pool task (a verification or a probe) last came back from a worker. */
-  private lastCompleted = performance.now();
-  /** When the latest task that timed out had been submitted; -Infinity: none has. */
-  private lastTimedOutStart = Number.NEGATIVE_INFINITY;
-  private probing = false;
   /** Entries that left each cache since the last summary, by lru-cache's reason. */
   private readonly evictionLog: NodeJS.Timeout;
 
@@ -115,7 +98,6 @@ class TokenVerifier implements Verifier {
     this.cfg = config.verifier;
     this.now = options.now ?? Date.now;
     this.log = options.log ?? (() => {});
-    this.onTaskTimeout = options.onTaskTimeout ?? (() => {});
     this.storeOptions = {
       now: this.now,
       fetch: options.fetch ?? globalThis.fetch,
@@ -137,16 +119,8 @@ class TokenVerifier implements Verifier {
       if (!existsSync(fileURLToPath(file))) {
         throw new GatewayError('VERIFIER_WORKER_MISSING', `verifier worker ${fileURLToPath(file)} not found (run npm run build)`);
       }
-      this.pool = new Piscina<VerifyTask | ProbeTask, VerifyTaskResult | typeof PROBE_ANSWER>({
-        filename: file.href,
-        minThreads: this.cfg.threads,
-        maxThreads: this.cfg.threads,
-        // Bounded: beyond it, 503 rather than an ever longer wait (enforced in runInPool too).
-        maxQueue: this.cfg.maxQueue,
-      });
-      // A worker that dies outside a task must not become an unhandled 'error' event
-      // that takes the gateway down; Piscina replaces it.
-      this.pool.on('error', (err: Error) => this.log('error', 'verifier worker failed', { error: err.message }));
+      // Read at every dispatch: a reload may change all of these but `threads`.
+      this.pool = new VerifyPool(file, () => this.cfg, { log: this.log, onTimeout: options.onTaskTimeout ?? (() => {}) });
     } else {
       this.pool = null;
     }
@@ -287,51 +261,14 @@ class TokenVerifier implements Verifier {
       issuers[issuer.name] = s;
       if (!s.ok) ready = false;
     }
-    const pool = this.poolHealth();
+    const pool = this.pool === null || this.closed ? POOL_OK : this.pool.health();
     if (!pool.ok) {
       ready = false;
       // Learn whether a worker answers again without waiting for traffic, which a
       // not-ready gateway may no longer get.
-      this.probe();
+      this.pool?.probe();
     }
     return { ready, issuers, pool };
-  }
-
-  /**
-   * The pool is stalled when it stops completing tasks: a verification has waited
-   * longer than the task timeout with none completed meanwhile, or one timed out and
-   * none has completed since it was submitted. Timeouts alone do not make it stalled
-   * while other tasks complete (one slow worker, or an overloaded queue).
-   */
-  private poolHealth(): VerifierReadiness['pool'] {
-    if (this.pool === null || this.closed) return POOL_OK;
-    const limit = this.cfg.taskTimeoutMs;
-    if (this.lastTimedOutStart > this.lastCompleted) {
-      return { ok: false, error: `worker pool stalled: a verification timed out after ${limit} ms and none has completed since` };
-    }
-    const quiet = performance.now() - Math.max(this.poolBusySince, this.lastCompleted);
-    if (this.poolRunning > 0 && quiet > limit) {
-      return { ok: false, error: `worker pool stalled: ${this.poolRunning} verifications pending, none completed for ${Math.round(quiet)} ms` };
-    }
-    return POOL_OK;
-  }
-
-  /** One task at a time that verifies nothing; its answer counts as a completion. */
-  private probe(): void {
-    if (this.probing || this.pool === null || this.closed) return;
-    this.probing = true;
-    const started = performance.now();
-    const signal = AbortSignal.timeout(this.cfg.taskTimeoutMs);
-    this.pool.run(PROBE, { signal }).then(
-      (answer) => {
-        if (answer === PROBE_ANSWER) this.lastCompleted = performance.now();
-      },
-      () => {
-        if (signal.aborted) this.lastTimedOutStart = Math.max(this.lastTimedOutStart, started);
-      },
-    ).finally(() => {
-      this.probing = false;
-    });
   }
 
   /**
@@ -355,7 +292,7 @@ class TokenVerifier implements Verifier {
     this.logEvictions();
     this.abort.abort();
     for (const r of this.byIss.values()) r.stop.abort();
-    await this.pool?.destroy();
+    await this.pool?.close();
     this.cache.clear();
   }
 
@@ -369,13 +306,13 @@ class TokenVerifier implements Verifier {
     return {
       cacheSize: this.cache.size,
       negativeSize: this.cache.negativeSize,
-      queued: this.pool?.queueSize ?? 0,
+      queued: this.pool?.queued ?? 0,
       utilization: this.pool?.utilization ?? (this.inlineRunning > 0 ? 1 : 0),
       verifications: this.verifications,
       keyFetches,
       keyFetchFailures,
       pending: this.pending.size,
-      timeouts: this.timeouts,
+      timeouts: this.pool?.timeouts ?? 0,
     };
   }
 
@@ -421,20 +358,6 @@ class TokenVerifier implements Verifier {
 
   private async runTask(token: string, runtime: IssuerRuntime, key: StoredKey, alg: string): Promise<VerifyResult> {
     const issuer = runtime.issuer;
-    const task: VerifyTask = {
-      token,
-      jwk: key.jwk,
-      keyId: key.id,
-      alg,
-      algorithms: issuer.algorithms,
-      issuer: issuer.issuer,
-      issuerName: issuer.name,
-      claims: issuer.claims,
-      audience: issuer.audience,
-      clockToleranceSec: issuer.clockToleranceSec,
-      typ: issuer.typ,
-      nowMs: this.now(),
-    };
     let result: VerifyTaskResult;
     if (this.pool === null) {
       // threads: 0 — the same bound as the pool's queue, so a burst cannot pile up
@@ -442,12 +365,25 @@ class TokenVerifier implements Verifier {
       if (this.inlineRunning >= this.cfg.maxQueue) return OVERLOADED;
       this.inlineRunning++;
       try {
-        result = await verifyToken(task);
+        result = await verifyToken({
+          token,
+          jwk: key.jwk,
+          keyId: key.id,
+          alg,
+          algorithms: issuer.algorithms,
+          issuer: issuer.issuer,
+          issuerName: issuer.name,
+          claims: issuer.claims,
+          audience: issuer.audience,
+          clockToleranceSec: issuer.clockToleranceSec,
+          typ: issuer.typ,
+          nowMs: this.now(),
+        });
       } finally {
         this.inlineRunning--;
       }
     } else {
-      const answer = await this.runInPool(task, issuer);
+      const answer = await this.pool.run(token, key, issuer, alg, this.now());
       // No answer from a worker: overloaded or unavailable (503), never cached.
       if ('code' in answer) return answer;
       result = answer;
@@ -466,47 +402,6 @@ class TokenVerifier implements Verifier {
     }
     if (!this.current(runtime)) return { ok: true, principal: refreezePrincipal(result.principal) };
     return this.accept(token, issuer, result.principal);
-  }
-
-  /**
-   * One verification in the pool, abandoned after `verifier.taskTimeout`: Piscina then
-   * rejects the task and ends the worker running it (a wedged worker is replaced, not
-   * waited for). The worker's answer, or the 503 failure when there was none.
-   */
-  private async runInPool(task: VerifyTask, issuer: CompiledIssuer): Promise<VerifyTaskResult | TokenFailure> {
-    const pool = this.pool!;
-    // The pool's own maxQueue does not hold here: Piscina 5 parks a task that has an
-    // abort signal and finds no free worker in a second, unbounded queue that maxQueue
-    // never counts. So the bound is kept here: a worker's task each, plus maxQueue waiting.
-    if (this.poolRunning >= this.cfg.threads + this.cfg.maxQueue) return OVERLOADED;
-    const started = performance.now();
-    if (this.poolRunning++ === 0) this.poolBusySince = started;
-    const signal = AbortSignal.timeout(this.cfg.taskTimeoutMs);
-    try {
-      const answer = await pool.run(task, { signal });
-      this.lastCompleted = performance.now();
-      return answer as VerifyTaskResult;
-    } catch (err) {
-      if (this.closed) return UNAVAILABLE;
-      if (signal.aborted) {
-        this.timeouts++;
-        this.lastTimedOutStart = Math.max(this.lastTimedOutStart, started);
-        this.log('error', 'verifier task timed out', { issuer: issuer.name, timeoutMs: this.cfg.taskTimeoutMs });
-        try {
-          this.onTaskTimeout();
-        } catch {
-          // A failing metrics callback must not turn a timeout into something else.
-        }
-        return UNAVAILABLE;
-      }
-      const message = (err as Error)?.message ?? String(err);
-      if (QUEUE_FULL.test(message)) return OVERLOADED;
-      // A crashed worker: this request gets 503, Piscina starts a new worker.
-      this.log('error', 'verifier worker task failed', { issuer: issuer.name, error: message });
-      return UNAVAILABLE;
-    } finally {
-      this.poolRunning--;
-    }
   }
 
   /** Caches the verified claims (never a decision) until exp, at most maxTtl. */

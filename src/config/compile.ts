@@ -123,6 +123,7 @@ function compileSettings(raw: RawConfig, baseDir: string, warnings: readonly Con
     },
     verifier: {
       threads: raw.verifier.threads,
+      concurrency: raw.verifier.concurrency,
       maxQueue: raw.verifier.maxQueue,
       maxTokenBytes: raw.verifier.maxTokenBytes,
       cacheMax: cache.max,

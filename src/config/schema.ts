@@ -111,7 +111,10 @@ export const headersSchema = z.strictObject({
 });
 
 export const verifierSchema = z.strictObject({
-  threads: z.number().int().min(0).max(64).default(2),
+  /** One worker keeps `concurrency` verifications in flight; measured as fast as two on a 2-core machine, at less CPU. */
+  threads: z.number().int().min(0).max(64).default(1),
+  /** Verifications one worker thread has in flight at once, sent to it as one batch (README "Token verification"). */
+  concurrency: z.number().int().min(1).max(1024).default(64),
   maxQueue: z.number().int().min(1).default(1024),
   maxTokenBytes: z.number().int().min(256).max(65536).default(8192),
   cache: z

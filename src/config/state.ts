@@ -138,6 +138,8 @@ export interface CompiledConfig extends CompiledLifecycle {
   };
   readonly verifier: {
     readonly threads: number;
+    /** Verifications each worker thread runs at once. */
+    readonly concurrency: number;
     readonly maxQueue: number;
     readonly maxTokenBytes: number;
     readonly cacheMax: number;

@@ -39,7 +39,7 @@ describe('restartOnlyProblems', () => {
       `listen.tls: cannot change on reload (none → {"cert":"${join(dir, 'gw.crt')}","key":"${join(dir, 'gw.key')}","passphrase":"[redacted]"}); restart the gateway`,
       'admin.port: cannot change on reload (9901 → 9902); restart the gateway',
       'server.pidFile: cannot change on reload (none → /run/gw.pid); restart the gateway',
-      'verifier.threads: cannot change on reload (2 → 4); restart the gateway',
+      'verifier.threads: cannot change on reload (1 → 4); restart the gateway',
     ]);
   });
 

@@ -1,8 +1,17 @@
 /**
- * The Piscina task: one jose `jwtVerify` of one token against the one key the main
- * thread chose, and the principal built from the verified claims. Runs in a worker
- * thread (compiled to dist/authn/worker/verify.js), or on the main thread when
- * `verifier.threads` is 0: the same code either way.
+ * The Piscina task: jose `jwtVerify` of tokens against the keys the main thread chose,
+ * and the principal built from the verified claims. Runs in a worker thread (compiled
+ * to dist/authn/worker/verify.js), or on the main thread when `verifier.threads` is 0:
+ * the same code either way.
+ *
+ * The pool sends a {@link VerifyBatch}: several tokens in one message, all verified
+ * concurrently (jose's WebCrypto calls run on libuv's thread pool, so the worker keeps
+ * many in flight instead of waiting on one). Keys and issuer settings travel by number:
+ * the main thread numbers each key of each loaded key set and each compiled issuer
+ * once, a worker keeps the definitions it was sent, and a batch naming one it does not
+ * hold (a fresh worker, a new key-set version) is answered {@link MISSING}, upon which
+ * the main thread sends the batch again with the definitions attached. So a JWK crosses
+ * to a worker once per key-set version, not once per token.
  *
  * The worker never fetches anything and never reads key material from the token:
  * the main thread hands it the JWK (RFC 8725 §3.10: `jku`, `x5u`, `jwk`, `x5c` are
@@ -16,15 +25,8 @@ import { principalFrom, type Principal } from '../../authz/claims.js';
 import type { CompiledIssuer } from '../../config/state.js';
 import type { TokenFailureReason } from '../types.js';
 
-/** What the main thread sends for one verification (structured-cloned to the worker). */
-export interface VerifyTask {
-  readonly token: string;
-  /** The public JWK, reduced to its public members by the key store. */
-  readonly jwk: JWK;
-  /** RFC 7638 thumbprint of `jwk`: the identity imported keys are cached under. */
-  readonly keyId: string;
-  /** The token's `alg`, already checked against the allowlist and the key's type. */
-  readonly alg: string;
+/** What a verification needs of its issuer: the same for every token of one compiled issuer. */
+export interface IssuerDefinition {
   readonly algorithms: readonly string[];
   readonly issuer: string;
   /** The issuer's config name and claim paths, for the principal. */
@@ -34,8 +36,40 @@ export interface VerifyTask {
   readonly clockToleranceSec: number;
   /** Required `typ` (normalized), or null. */
   readonly typ: string | null;
+}
+
+/** One public key of a loaded key set. */
+export interface KeyDefinition {
+  /** The public JWK, reduced to its public members by the key store. */
+  readonly jwk: JWK;
+  /** RFC 7638 thumbprint of `jwk`: the identity imported keys are cached under. */
+  readonly keyId: string;
+}
+
+/** One self-contained verification: what `threads: 0` runs, and what a worker also accepts alone. */
+export interface VerifyTask extends IssuerDefinition, KeyDefinition {
+  readonly token: string;
+  /** The token's `alg`, already checked against the allowlist and the key's type. */
+  readonly alg: string;
   /** The verifier's clock, so a worker judges `exp`/`nbf`/`iat` at the same instant as the main thread. */
   readonly nowMs: number;
+}
+
+/** One token of a batch; `key` and `issuer` are the numbers of definitions (see the top of this file). */
+export interface BatchItem {
+  readonly token: string;
+  readonly key: number;
+  readonly issuer: number;
+  readonly alg: string;
+  readonly nowMs: number;
+}
+
+/** Several verifications in one message, answered by one array of results in the same order. */
+export interface VerifyBatch {
+  readonly items: readonly BatchItem[];
+  /** Definitions this batch refers to, attached when a worker answered {@link MISSING}. */
+  readonly keys?: Readonly<Record<number, KeyDefinition>>;
+  readonly issuers?: Readonly<Record<number, IssuerDefinition>>;
 }
 
 /**
@@ -59,21 +93,67 @@ export type VerifyTaskResult =
 /** The answer to a {@link ProbeTask}. */
 export const PROBE_ANSWER = 'probe' as const;
 
-// Imported CryptoKeys by alg + thumbprint. A WebCrypto key is bound to one algorithm
-// (RSASSA-PKCS1-v1_5 vs RSA-PSS), so the same RSA JWK imports once per alg.
-const imported = new Map<string, CryptoKey>();
-const IMPORTED_MAX = 512;
+/** A batch's answer when it names a key or issuer this worker was never sent: send it again with the definitions. */
+export const MISSING = 'missing' as const;
 
-async function keyFor(task: VerifyTask): Promise<CryptoKey> {
-  const id = `${task.alg}|${task.keyId}`;
-  let key = imported.get(id);
-  if (key === undefined) {
-    key = (await importJWK(task.jwk, task.alg)) as CryptoKey;
-    // Rotations only ever add a few keys; the bound is against a key set that churns.
-    if (imported.size >= IMPORTED_MAX) imported.clear();
-    imported.set(id, key);
+export type BatchAnswer = readonly VerifyTaskResult[] | typeof MISSING;
+
+// Imported CryptoKeys by alg + thumbprint, shared by every key-set version that holds
+// the same key (a refetch that changes nothing imports nothing). A WebCrypto key is
+// bound to one algorithm (RSASSA-PKCS1-v1_5 vs RSA-PSS), so an RSA JWK imports once per alg.
+const imported = new Map<string, CryptoKey>();
+// The definitions this thread was sent, by number.
+const keyDefs = new Map<number, KeyDefinition>();
+const issuerDefs = new Map<number, IssuerDefinition>();
+// Rotations and reloads only ever add a few of each; the bound is against a key set that
+// churns. A definition dropped here is asked for again (MISSING), never guessed.
+const DEFINITIONS_MAX = 512;
+
+function keep<K, V>(map: Map<K, V>, key: K, value: V): void {
+  if (map.size >= DEFINITIONS_MAX && !map.has(key)) map.clear();
+  map.set(key, value);
+}
+
+async function keyFor(key: KeyDefinition, alg: string): Promise<CryptoKey> {
+  const id = `${alg}|${key.keyId}`;
+  let crypto = imported.get(id);
+  if (crypto === undefined) {
+    crypto = (await importJWK(key.jwk, alg)) as CryptoKey;
+    keep(imported, id, crypto);
   }
-  return key;
+  return crypto;
+}
+
+/**
+ * Verifies every token of a batch at once (their signature checks overlap on libuv's
+ * thread pool), after taking in the definitions it carries; {@link MISSING} when an item
+ * names a definition this thread does not hold.
+ */
+export async function verifyBatch(batch: VerifyBatch): Promise<BatchAnswer> {
+  if (batch.keys !== undefined) for (const [n, def] of Object.entries(batch.keys)) keep(keyDefs, Number(n), def);
+  if (batch.issuers !== undefined) for (const [n, def] of Object.entries(batch.issuers)) keep(issuerDefs, Number(n), def);
+  const items = batch.items;
+  const work: Promise<VerifyTaskResult>[] = new Array(items.length);
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i]!;
+    const key = keyDefs.get(item.key);
+    const issuer = issuerDefs.get(item.issuer);
+    if (key === undefined || issuer === undefined) return MISSING;
+    work[i] = verifyWith(item.token, key, item.alg, issuer, item.nowMs);
+  }
+  return Promise.all(work);
+}
+
+/** The worker's entry: a batch, one self-contained task, or a probe. */
+export default async function verifyTask(task: VerifyBatch | VerifyTask | ProbeTask): Promise<BatchAnswer | VerifyTaskResult | typeof PROBE_ANSWER> {
+  if ('items' in task) return verifyBatch(task);
+  if ('probe' in task) return PROBE_ANSWER;
+  return verifyToken(task);
+}
+
+/** {@link verifyTask} for one self-contained task (the main thread calls it directly with threads 0). */
+export function verifyToken(task: VerifyTask): Promise<VerifyTaskResult> {
+  return verifyWith(task.token, task, task.alg, task, task.nowMs);
 }
 
 /**
@@ -84,33 +164,27 @@ async function keyFor(task: VerifyTask): Promise<CryptoKey> {
  * the principal (`sub` required, claims that can be rendered). Never throws: every
  * failure is a reason from the fixed vocabulary.
  */
-export default async function verifyTask(task: VerifyTask | ProbeTask): Promise<VerifyTaskResult | typeof PROBE_ANSWER> {
-  if ('probe' in task) return PROBE_ANSWER;
-  return verifyToken(task);
-}
-
-/** {@link verifyTask} for a real task (the main thread calls it directly with threads 0). */
-export async function verifyToken(task: VerifyTask): Promise<VerifyTaskResult> {
+async function verifyWith(token: string, keyDef: KeyDefinition, alg: string, issuer: IssuerDefinition, nowMs: number): Promise<VerifyTaskResult> {
   let key: CryptoKey;
   try {
-    key = await keyFor(task);
+    key = await keyFor(keyDef, alg);
   } catch (err) {
     return { ok: false, reason: 'key_unusable', detail: errorName(err) };
   }
   const options: JWTVerifyOptions = {
-    issuer: task.issuer,
-    audience: task.audience as string[],
-    algorithms: task.algorithms as string[],
-    clockTolerance: task.clockToleranceSec,
+    issuer: issuer.issuer,
+    audience: issuer.audience as string[],
+    algorithms: issuer.algorithms as string[],
+    clockTolerance: issuer.clockToleranceSec,
     requiredClaims: ['exp'],
-    currentDate: new Date(task.nowMs),
+    currentDate: new Date(nowMs),
   };
-  if (task.typ !== null) options.typ = task.typ;
+  if (issuer.typ !== null) options.typ = issuer.typ;
   let payload: Record<string, unknown>;
   try {
-    payload = (await jwtVerify(task.token, key, options)).payload;
+    payload = (await jwtVerify(token, key, options)).payload;
   } catch (err) {
-    const reason = reasonFor(err, task.token);
+    const reason = reasonFor(err, token);
     return reason === null ? { ok: false, reason: 'malformed', detail: errorName(err) } : { ok: false, reason };
   }
   // RFC 7519 §4.1.6: `iat` is when the token was issued; one issued later than now (past
@@ -119,8 +193,8 @@ export async function verifyToken(task: VerifyTask): Promise<VerifyTaskResult> {
   // negative-cached. (jose checks a non-number `iat`, claim_invalid, but its future only
   // with maxTokenAge, which would make `iat` required.)
   const iat = payload['iat'];
-  if (typeof iat === 'number' && iat > Math.floor(task.nowMs / 1000) + task.clockToleranceSec) return { ok: false, reason: 'not_yet_valid' };
-  const principal = principalFrom(payload, { name: task.issuerName, claims: task.claims });
+  if (typeof iat === 'number' && iat > Math.floor(nowMs / 1000) + issuer.clockToleranceSec) return { ok: false, reason: 'not_yet_valid' };
+  const principal = principalFrom(payload, { name: issuer.issuerName, claims: issuer.claims });
   return typeof principal === 'string' ? { ok: false, reason: principal } : { ok: true, principal };
 }
 
