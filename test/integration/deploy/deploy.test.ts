@@ -118,14 +118,14 @@ describe('deploy/prometheus-rules.yaml', () => {
   it('passes promtool check rules, and its unit tests (each alert fires when and where it should)', () => {
     const promtool = tool('promtool', 'prometheus');
     const check = run(promtool, ['check', 'rules', 'prometheus-rules.yaml']);
-    expect(check.out + check.err).toContain('SUCCESS: 8 rules found');
+    expect(check.out + check.err).toContain('SUCCESS: 9 rules found');
     expect(check.code).toBe(0);
     const test = run(promtool, ['test', 'rules', 'prometheus-rules.test.yaml']);
     expect(test.out + test.err).toMatch(/SUCCESS/);
     expect(test.code).toBe(0);
   });
 
-  it('alerts on 5xx, p99 latency, key-set fetches, verifier timeouts, dropped audit lines, internal errors, readiness and a refused reload, with metrics that exist', async () => {
+  it('alerts on 5xx, p99 latency, key-set fetches, verifier timeouts, dropped audit lines, internal errors, readiness, a refused reload and a shared-state store away, with metrics that exist', async () => {
     const families = await exportedFamilies();
     const byAlert = new Map(rules().map((r) => [r.alert, metricsIn(r.expr, families)]));
     expect(Object.fromEntries(byAlert)).toEqual({
@@ -137,6 +137,7 @@ describe('deploy/prometheus-rules.yaml', () => {
       MfaGatewayAuditLinesDropped: ['mfa_gateway_audit_dropped_lines_total'],
       MfaGatewayInternalErrors: ['mfa_gateway_internal_errors_total'],
       MfaGatewayConfigReloadFailed: ['mfa_gateway_config_last_reload_success'],
+      MfaGatewayStateStoreDown: ['mfa_gateway_state_store_up'],
     });
     for (const names of byAlert.values()) for (const n of names) expect(families.has(n), n).toBe(true);
   });
@@ -168,6 +169,7 @@ describe('deploy/grafana-dashboard.json', () => {
       'mfa_gateway_internal_errors_total',
       'mfa_gateway_audit_dropped_lines_total',
       'mfa_gateway_ready',
+      'mfa_gateway_state_store_up',
     ]) {
       expect(used, name).toContain(name);
     }
