@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { escapeLineBreakers } from '../../../src/observe/audit.js';
+import { escapeLineBreakers, isoTimeOf } from '../../../src/observe/audit.js';
 
 // Fixed seed in the normal run; FUZZ_RUNS / FUZZ_SEED for a long campaign (no time limit then).
 const params = { seed: Number(process.env.FUZZ_SEED ?? 42), numRuns: Number(process.env.FUZZ_RUNS ?? 2000) };
@@ -22,6 +22,26 @@ describe('escapeLineBreakers (property)', () => {
         const out = escapeLineBreakers(`${JSON.stringify(e)}\n`);
         expect(out.slice(0, -1)).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/);
         expect(JSON.parse(out)).toEqual(e);
+      }),
+      params,
+    );
+  }, timeout);
+});
+
+describe('isoTimeOf (property)', () => {
+  it('gives what Date.prototype.toISOString gives for every clock reading, in any order, fractions and far dates included', () => {
+    // Readings cluster (same ms, same second, next second) as a busy clock's do, and jump around.
+    const base = fc.integer({ min: -62_000_000_000_000, max: 253_000_000_000_000 });
+    const step = fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 999 }), fc.integer({ min: -2000, max: 2000 }), fc.double({ min: 0, max: 2, noNaN: true }));
+    fc.assert(
+      fc.property(base, fc.array(step, { minLength: 1, maxLength: 30 }), (start, steps) => {
+        let t = start;
+        let i = 0;
+        const time = isoTimeOf(() => t);
+        for (const s of steps) {
+          t = i++ % 7 === 6 ? start + s : t + s;
+          expect(time()).toBe(new Date(t).toISOString());
+        }
       }),
       params,
     );
