@@ -33,6 +33,7 @@ import { GatewayError } from '../errors.js';
 import { UpstreamPools } from '../proxy/pools.js';
 import { listenExclusive } from '../server/listen.js';
 import { loadUws } from '../server/uws.js';
+import { keyStoreSelector } from '../revocation/logout-token.js';
 import { LimitHub } from './limits.js';
 import type { ThreadData, ToMain, ToThread } from './protocol.js';
 
@@ -123,6 +124,15 @@ export async function startThreads(state: GatewayState, source: { readonly effec
         const r = v.lookup(m.token);
         if (r !== undefined) return post(t, { t: 'verified', id: m.id, result: r });
         void v.verify(m.token).then((result) => post(t, { t: 'verified', id: m.id, result }));
+        return;
+      }
+      case 'key': {
+        const keys = host.verifier()?.keys?.(m.issuer);
+        if (keys === undefined) return post(t, { t: 'key', id: m.id, jwk: null });
+        void Promise.resolve(keyStoreSelector(keys)(m.alg, m.kid)).then(
+          (jwk) => post(t, { t: 'key', id: m.id, jwk: jwk ?? null }),
+          () => post(t, { t: 'key', id: m.id, jwk: null }),
+        );
         return;
       }
       case 'sync':

@@ -3,6 +3,7 @@
  * Everything here is structured-cloneable (HTML standard, "StructuredSerialize"): a
  * GatewayState is not, so a thread compiles the effective raw config itself.
  */
+import type { JWK } from 'jose';
 import type { RawConfig } from '../config/schema.js';
 import type { VerifyResult } from '../authn/types.js';
 import type { RevocationEntry, RevocationInput, RevocationKind } from '../revocation/list.js';
@@ -33,6 +34,7 @@ export type ToMain =
   | { readonly t: 'log'; readonly line: string }
   | { readonly t: 'audit'; readonly text: string }
   | { readonly t: 'verify'; readonly id: number; readonly token: string }
+  | { readonly t: 'key'; readonly id: number; readonly issuer: string; readonly alg: string; readonly kid: string | undefined }
   | { readonly t: 'sync'; readonly id: number; readonly items: readonly SyncTriple[] }
   | { readonly t: 'block'; readonly key: string; readonly until: number }
   | { readonly t: 'revoke'; readonly input: RevocationInput }
@@ -43,6 +45,7 @@ export type ToMain =
 
 export type ToThread =
   | { readonly t: 'verified'; readonly id: number; readonly result: VerifyResult }
+  | { readonly t: 'key'; readonly id: number; readonly jwk: JWK | null }
   | { readonly t: 'totals'; readonly id: number; readonly totals: readonly number[] | null }
   | { readonly t: 'block'; readonly key: string; readonly until: number }
   | { readonly t: 'revocation'; readonly op: 'add' | 'remove'; readonly entry: RevocationEntry }

@@ -3,6 +3,7 @@
  * single flight, in front of the main thread's verifier (the Piscina pool and the key
  * sets, one per process), which it asks over the thread's MessagePort on a miss.
  */
+import type { JWK } from 'jose';
 import type { GatewayState } from '../config/state.js';
 import { refreezePrincipal } from '../authz/claims.js';
 import { TokenCache } from '../authn/cache.js';
@@ -20,6 +21,7 @@ export class RemoteVerifier implements Verifier {
   constructor(
     private readonly state: () => GatewayState,
     private readonly ask: (token: string) => Promise<ToThread>,
+    private readonly askKey: (issuer: string, alg: string, kid: string | undefined) => Promise<ToThread>,
     private readonly now: () => number = Date.now,
   ) {
     this.cache = this.newCache();
@@ -37,6 +39,12 @@ export class RemoteVerifier implements Verifier {
     return singleFlight(this.pending, token, () =>
       this.ask(token).then((m) => (m.t === 'verified' ? this.keep(cache, token, m.result) : UNAVAILABLE)),
     );
+  }
+
+  /** Logout tokens (Back-Channel Logout 1.0 §2.6) are checked against the main thread's key sets. */
+  keySelector(issuer: string): ((alg: string, kid: string | undefined) => Promise<JWK | undefined>) | undefined {
+    if (!this.state().issuerByName.has(issuer)) return undefined;
+    return (alg, kid) => this.askKey(issuer, alg, kid).then((m) => (m.t === 'key' && m.jwk !== null ? m.jwk : undefined));
   }
 
   inflight(token: string): boolean {

@@ -93,7 +93,11 @@ async function main(): Promise<void> {
     metrics.sprayingBlocked();
     logger.warn({ thread: data.index, client }, 'token spraying: address blocked');
   };
-  const verifier = state.issuers.length > 0 ? new RemoteVerifier(() => state, (token) => ask((id) => ({ t: 'verify', id, token }))) : null;
+  const verifier = state.issuers.length > 0 ? new RemoteVerifier(
+          () => state,
+          (token) => ask((id) => ({ t: 'verify', id, token })),
+          (issuer, alg, kid) => ask((id) => ({ t: 'key', id, issuer, alg, kid })),
+        ) : null;
   const reportInternal = (ctx: RequestContext | null, err: unknown): void => {
     metrics.internalError();
     const e = err instanceof Error ? err : new Error(String(err));
@@ -143,6 +147,7 @@ async function main(): Promise<void> {
   port.on('message', (m: ToThread) => {
     switch (m.t) {
       case 'verified':
+      case 'key':
       case 'totals':
       case 'replayed': {
         const w = waiting.get(m.id);
