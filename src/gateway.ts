@@ -235,6 +235,7 @@ export async function startGateway(state: GatewayState, options: GatewayOptions 
             shared: proc.shared,
             verifier: () => proc.verifier,
             revocationList: proc.lifecycle.revocationList,
+            keys: proc.lifecycle.keys,
             store: proc.sharedState.limits.shared,
             audit: () => proc.audit,
             logger,

@@ -27,6 +27,7 @@ import type { Audit } from '../observe/audit.js';
 import { tokenHashKey } from '../observe/audit.js';
 import type { Verifier } from '../authn/types.js';
 import type { RevocationList } from '../revocation/list.js';
+import type { LifecycleKeys } from '../lifecycle.js';
 import type { SharedLimitStore } from '../limits/shared.js';
 import { ReplayUnavailableError } from '../dpop/replay.js';
 import { GatewayError } from '../errors.js';
@@ -42,6 +43,7 @@ export interface ThreadHost {
   readonly shared: SharedServices;
   readonly verifier: () => Verifier | null;
   readonly revocationList: RevocationList;
+  readonly keys: LifecycleKeys;
   /** The instance's shared store (`state.store: redis`), or undefined. */
   readonly store: SharedLimitStore | undefined;
   readonly audit: () => Audit;
@@ -182,6 +184,7 @@ export async function startThreads(state: GatewayState, source: { readonly effec
       port,
       tokenHashKey: tokenHashKey(),
       revocations: host.revocationList.list(),
+      keys: host.keys,
       fixedLogLevel: host.fixedLogLevel,
     };
     const worker = new Worker(WORKER_FILE, { workerData: data });

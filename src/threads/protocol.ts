@@ -6,6 +6,7 @@
 import type { JWK } from 'jose';
 import type { RawConfig } from '../config/schema.js';
 import type { VerifyResult } from '../authn/types.js';
+import type { LifecycleKeys } from '../lifecycle.js';
 import type { RevocationEntry, RevocationInput, RevocationKind } from '../revocation/list.js';
 
 /** What a thread starts from (its `workerData`). */
@@ -21,6 +22,8 @@ export interface ThreadData {
   readonly tokenHashKey: Uint8Array;
   /** The revocation list at the thread's start. */
   readonly revocations: readonly RevocationEntry[];
+  /** The main thread's assertion key and DPoP nonce secret (a KeyObject crosses threads as it is). */
+  readonly keys: LifecycleKeys;
   /** A log level the CLI fixed (`--log-level`), or null. */
   readonly fixedLogLevel: string | null;
 }

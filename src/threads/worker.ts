@@ -60,7 +60,7 @@ async function main(): Promise<void> {
   const log = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown>): void => logger[level]({ thread: data.index, ...fields }, msg);
   // process_* and nodejs_* come from the main thread's registry (one process).
   const metrics = createMetrics({ defaultMetrics: false });
-  const lifecycle = buildLifecycle(state, { runtime, log });
+  const lifecycle = buildLifecycle(state, { runtime, log, keys: data.keys });
   const list = lifecycle.revocationList;
   for (const e of data.revocations) list.add(e, 'main');
   // The replica: checks here; changes made here go to the main thread, which applies them to the process's list and the other threads.
