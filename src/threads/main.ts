@@ -34,6 +34,7 @@ import { GatewayError } from '../errors.js';
 import { UpstreamPools } from '../proxy/pools.js';
 import { listenExclusive } from '../server/listen.js';
 import { loadUws } from '../server/uws.js';
+import { tokenFailure } from '../authn/failures.js';
 import { keyStoreSelector } from '../revocation/logout-token.js';
 import { LimitHub } from './limits.js';
 import type { ThreadData, ToMain, ToThread } from './protocol.js';
@@ -122,7 +123,7 @@ export async function startThreads(state: GatewayState, source: { readonly effec
         return;
       case 'verify': {
         const v = host.verifier();
-        if (v === null) return post(t, { t: 'verified', id: m.id, result: { ok: false, code: 'verifier_unavailable', reason: 'verifier_unavailable', description: 'no issuer is configured' } });
+        if (v === null) return post(t, { t: 'verified', id: m.id, result: tokenFailure('verifier_unavailable') });
         const r = v.lookup(m.token);
         if (r !== undefined) return post(t, { t: 'verified', id: m.id, result: r });
         void v.verify(m.token).then((result) => post(t, { t: 'verified', id: m.id, result }));
@@ -189,11 +190,16 @@ export async function startThreads(state: GatewayState, source: { readonly effec
     };
     const worker = new Worker(WORKER_FILE, { workerData: data });
     const t: Live = { index, worker, ending: false, listening: false };
+    // In the list from now on: a revocation or a block made while it starts reaches it too
+    // (its port holds messages until the thread listens to it).
+    threads[index] = t;
+    let listened = false;
     worker.on('message', (m: ToMain) => onMessage(t, m));
     return new Promise((resolve, reject) => {
       const early = (m: ToMain): void => {
         if (m.t === 'listening') {
           t.listening = true;
+          listened = true;
           worker.off('message', early);
           resolve(t);
         } else if (m.t === 'failed') {
@@ -209,14 +215,15 @@ export async function startThreads(state: GatewayState, source: { readonly effec
       });
       worker.on('exit', (code) => {
         t.listening = false;
-        if (t.ending || draining) return;
+        t.ending = true;
+        // One that never listened was answered by its start's rejection (a start that
+        // fails, or a replacement that cannot start: logged below, never retried in a loop).
+        if (!listened || draining || threads[index] !== t) return;
         // Died: logged, counted, replaced; the other threads kept serving meanwhile.
         metrics.threadRestart();
         logger.error({ thread: index, exitCode: code }, 'front-end thread died; starting another');
-        const i = threads.indexOf(t);
         void spawn(index).then(
           (fresh) => {
-            if (i >= 0) threads[i] = fresh;
             if (draining) void drainOne(fresh, holder.current.server.drainTimeoutMs);
           },
           (err: Error) => logger.error({ thread: index, err: err.message }, 'front-end thread could not be replaced'),
@@ -240,11 +247,10 @@ export async function startThreads(state: GatewayState, source: { readonly effec
     });
 
   const started = await Promise.allSettled(Array.from({ length: n }, (_, i) => spawn(i)));
-  for (const r of started) if (r.status === 'fulfilled') threads.push(r.value);
   const failure = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failure !== undefined) {
     draining = true;
-    await Promise.all(threads.map((t) => drainOne(t, 0)));
+    await Promise.all(started.flatMap((r) => (r.status === 'fulfilled' ? [drainOne(r.value, 0)] : [])));
     stopRevocations();
     hub.close();
     throw failure.reason;
@@ -293,7 +299,7 @@ export async function startThreads(state: GatewayState, source: { readonly effec
     async drain(limitMs) {
       draining = true;
       services.draining = true;
-      const left = await Promise.all(threads.map((t) => drainOne(t, limitMs)));
+      const left = await Promise.all(threads.filter((t) => !t.ending).map((t) => drainOne(t, limitMs)));
       return left.reduce((a, b) => a + b, 0);
     },
     async metricsText() {

@@ -93,11 +93,12 @@ async function main(): Promise<void> {
     metrics.sprayingBlocked();
     logger.warn({ thread: data.index, client }, 'token spraying: address blocked');
   };
-  const verifier = state.issuers.length > 0 ? new RemoteVerifier(
-          () => state,
-          (token) => ask((id) => ({ t: 'verify', id, token })),
-          (issuer, alg, kid) => ask((id) => ({ t: 'key', id, issuer, alg, kid })),
-        ) : null;
+  // Always one, even with no issuer yet: a reload may add the first (the main thread then starts its verifier).
+  const verifier = new RemoteVerifier(
+    () => state,
+    (token) => ask((id) => ({ t: 'verify', id, token })),
+    (issuer, alg, kid) => ask((id) => ({ t: 'key', id, issuer, alg, kid })),
+  );
   const reportInternal = (ctx: RequestContext | null, err: unknown): void => {
     metrics.internalError();
     const e = err instanceof Error ? err : new Error(String(err));
@@ -169,7 +170,7 @@ async function main(): Promise<void> {
         // The main thread validated and committed this config; compiling it again cannot fail.
         const next = compile(m.effective);
         shared.limits.reconfigure(next.rateLimit);
-        if (m.dropTokens) verifier?.clear();
+        if (m.dropTokens) verifier.clear();
         fe.swap(next);
         state = next;
         if (data.fixedLogLevel === null) logger.level = next.log.level;
