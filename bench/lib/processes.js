@@ -158,6 +158,11 @@ export function redisExtra(redisUrl) {
   };
 }
 
+/** What the `gatewayThreads` target adds to the bench config: `n` front-end threads (README "Threads"). */
+export function threadsExtra(n) {
+  return { server: { drainTimeout: '5s', threads: n } };
+}
+
 /**
  * Starts redis-server (Debian's package) on a free loopback port, nothing persisted,
  * pinned with the upstream and the load generator (Redis runs on another machine in a
