@@ -229,6 +229,7 @@ export async function startGateway(state: GatewayState, options: GatewayOptions 
     // threads compile the config file's effective settings, so a gateway started without
     // a file (a program's own state) runs the single loop.
     const source = options.source;
+    if (state.server.threads > 1 && source === undefined) logger.info({ threads: state.server.threads }, 'server.threads: one event loop (a gateway started without a config file has none for its threads to compile)');
     front =
       state.server.threads > 1 && source !== undefined
         ? await startThreads(state, { effective: source.effective, baseDir: dirname(resolve(source.file)) }, {
@@ -345,7 +346,7 @@ export async function startGateway(state: GatewayState, options: GatewayOptions 
     metrics.configLoad(true, now() / 1000, false);
     if (reloader && options.source?.watch) watcher = watchConfigFile(reloader.file, () => void reload('watch'), logger);
 
-    logger.info({ port: fe.port, adminPort: adm.port, host: state.listen.host, routes: state.routes.length }, 'listening');
+    logger.info({ port: fe.port, adminPort: adm.port, host: state.listen.host, routes: state.routes.length, ...(threaded !== null ? { threads: state.server.threads } : {}) }, 'listening');
 
     return {
       port: fe.port,

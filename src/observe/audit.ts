@@ -56,9 +56,10 @@ export interface Audit {
   record(entry: AuditEntry, principal?: object | null): void;
   /**
    * Writes lines already made (each whole, newline included) by a front-end thread
-   * (src/threads/): one write, so they never interleave with other lines.
+   * (src/threads/): one write, so they never interleave with other lines. `count`: how
+   * many lines `text` holds (a batch dropped whole counts them all).
    */
-  lines(text: string): void;
+  lines(text: string, count: number): void;
   /** Lines dropped because the destination could not keep up (maxBufferBytes). */
   dropped(): number;
   /** Writes what is buffered and closes the destination (stdout / stderr stay open). Idempotent. */
@@ -205,8 +206,8 @@ export function createAudit(cfg: CompiledAudit, options: { onError?: (err: Error
       if (closed !== null) return;
       sink.write(auditLine(entry, time(), principal));
     },
-    lines(text) {
-      if (closed === null) sink.write(text);
+    lines(text, count) {
+      if (closed === null) sink.write(text, count);
     },
     dropped: () => sink.dropped,
     close() {

@@ -119,14 +119,18 @@ export async function startThreads(state: GatewayState, source: { readonly effec
         if (dest) dest.write(m.line);
         return;
       case 'audit':
-        host.audit().lines(m.text);
+        host.audit().lines(m.text, m.count);
         return;
       case 'verify': {
         const v = host.verifier();
         if (v === null) return post(t, { t: 'verified', id: m.id, result: tokenFailure('verifier_unavailable') });
         const r = v.lookup(m.token);
         if (r !== undefined) return post(t, { t: 'verified', id: m.id, result: r });
-        void v.verify(m.token).then((result) => post(t, { t: 'verified', id: m.id, result }));
+        void v.verify(m.token).then(
+          (result) => post(t, { t: 'verified', id: m.id, result }),
+          // verify() answers failures; a rejection would be a bug, answered as the verifier being unavailable.
+          () => post(t, { t: 'verified', id: m.id, result: tokenFailure('verifier_unavailable') }),
+        );
         return;
       }
       case 'key': {

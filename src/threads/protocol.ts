@@ -35,7 +35,7 @@ export type ToMain =
   | { readonly t: 'listening' }
   | { readonly t: 'failed'; readonly error: string; readonly code: string | null }
   | { readonly t: 'log'; readonly line: string }
-  | { readonly t: 'audit'; readonly text: string }
+  | { readonly t: 'audit'; readonly text: string; readonly count: number }
   | { readonly t: 'verify'; readonly id: number; readonly token: string }
   | { readonly t: 'key'; readonly id: number; readonly issuer: string; readonly alg: string; readonly kid: string | undefined }
   | { readonly t: 'sync'; readonly id: number; readonly items: readonly SyncTriple[] }

@@ -215,17 +215,20 @@ async function drain(fe: FrontEnd, limitMs: number): Promise<number> {
 function threadAudit(state: () => GatewayState, now: () => number): Audit & { flush(): void } {
   const time = isoTimeOf(now);
   let batch = '';
+  let count = 0;
   let scheduled = false;
   const flush = (): void => {
     scheduled = false;
-    if (batch === '') return;
-    send({ t: 'audit', text: batch });
+    if (count === 0) return;
+    send({ t: 'audit', text: batch, count });
     batch = '';
+    count = 0;
   };
   return {
     record(entry, principal) {
       if (!state().audit.enabled) return;
       batch += auditLine(entry, time(), principal);
+      count++;
       if (!scheduled) {
         scheduled = true;
         setImmediate(flush);
