@@ -90,6 +90,8 @@ export interface Metrics {
   stateSync(ok: boolean): void;
   /** A front-end thread died and was replaced (src/threads/main.ts). */
   threadRestart(): void;
+  /** A front-end thread sent its rate-limit and spraying counts to the main thread's hub (src/threads/limits.ts). */
+  threadSync(): void;
   setCollectors(c: Collectors): void;
   /** The exposition text for /metrics. */
   text(): Promise<{ contentType: string; body: string }>;
@@ -250,10 +252,11 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
   const revokedRequests = new CellFamily<CounterCell>(`${PREFIX}revoked_requests_total`, 'Requests with a valid token refused because it was revoked (logout, POST /revocations).', 'counter');
   const reloads = new CellFamily<CounterCell>(`${PREFIX}config_reload_total`, 'Config reloads (SIGHUP, POST /reload, --watch), by result: success or failure.', 'counter');
   const restarts = new CellFamily<CounterCell>(`${PREFIX}thread_restarts_total`, 'Front-end threads that died (an uncaught exception, an exit) and were replaced (server.threads above 1).', 'counter');
+  const threadSyncs = new CellFamily<CounterCell>(`${PREFIX}thread_syncs_total`, 'Rate-limit and spraying counts a front-end thread sent to the main thread, which answered the totals (server.threads above 1).', 'counter');
   const syncs = new CellFamily<CounterCell>(`${PREFIX}state_syncs_total`, 'Syncs of rate-limit and spraying counts with the shared store (state.store: redis), by result: ok or error (the counts kept for the next).', 'counter');
   let collectors: Collectors = {};
   const auditDropped = new ReadCounter(`${PREFIX}audit_dropped_lines_total`, 'Audit lines dropped because the destination could not keep up.', () => collectors.auditDropped?.());
-  for (const f of [requests, requestTime, verifyTime, upstreamTime, cacheLookups, limited, sprayBlocks, jwks, internal, verifierTimeouts, revokedRequests, auditDropped, reloads, syncs, restarts]) register(f);
+  for (const f of [requests, requestTime, verifyTime, upstreamTime, cacheLookups, limited, sprayBlocks, jwks, internal, verifierTimeouts, revokedRequests, auditDropped, reloads, syncs, restarts, threadSyncs]) register(f);
 
   const routeNames = new NameLabels();
   const upstreamNames = new NameLabels();
@@ -289,6 +292,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
   const jwksCells = new Map<string, { ok: CounterCell; error: CounterCell }>();
   const syncCells = { ok: syncs.add(new CounterCell({ result: 'ok' })), error: syncs.add(new CounterCell({ result: 'error' })) };
   const restartCell = restarts.add(new CounterCell({}));
+  const threadSyncCell = threadSyncs.add(new CounterCell({}));
   const reloadCells = { success: reloads.add(new CounterCell({ result: 'success' })), failure: reloads.add(new CounterCell({ result: 'failure' })) };
 
   const routeLabel = (route: string | null): string => (route === null ? NO_ROUTE : routeNames.bound(route));
@@ -463,6 +467,9 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
     },
     threadRestart() {
       restartCell.value++;
+    },
+    threadSync() {
+      threadSyncCell.value++;
     },
     setCollectors(c) {
       collectors = c;

@@ -144,6 +144,7 @@ export async function startThreads(state: GatewayState, source: { readonly effec
       }
       case 'sync':
         post(t, { t: 'totals', id: m.id, totals: hub.add(m.items) });
+        metrics.threadSync();
         return;
       case 'block':
         broadcast({ t: 'block', key: m.key, until: m.until }, t.index);

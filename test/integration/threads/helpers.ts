@@ -2,7 +2,7 @@
 import { get } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'vitest';
-import { request } from 'undici';
+import { Client, request } from 'undici';
 import type { GatewayProcess } from '../harness.js';
 
 /** One GET on a connection of its own (agent: false), so the kernel picks a thread for each. */
@@ -40,4 +40,34 @@ export async function until(cond: () => boolean | Promise<boolean>, what: string
     await sleep(20);
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+/** One GET on a kept-alive connection; its status. */
+export async function onConnection(c: Client, path: string, headers: Record<string, string> = {}): Promise<number> {
+  const r = await c.request({ method: 'GET', path, headers });
+  await r.body.text();
+  return r.statusCode;
+}
+
+/**
+ * A kept-alive connection to each of two threads: each connection's thread is learned
+ * from which `mfa_gateway_thread_requests_total{thread}` moved after one request on it
+ * (`path`: a route that answers 200). The connections left over are closed.
+ */
+export async function connectionPerThread(gw: GatewayProcess, path: string): Promise<[Client, Client]> {
+  const byThread = new Map<string, Client>();
+  const spare: Client[] = [];
+  for (let i = 0; i < 24 && byThread.size < 2; i++) {
+    const c = new Client(gw.url, { pipelining: 1, keepAliveTimeout: 60_000 });
+    const before = samples(await metricsText(gw), 'mfa_gateway_thread_requests_total');
+    expect(await onConnection(c, `${path}which-${i}`)).toBe(200);
+    const after = samples(await metricsText(gw), 'mfa_gateway_thread_requests_total');
+    const moved = [...after.entries()].filter(([k, v]) => v !== before.get(k)).map(([k]) => k);
+    expect(moved).toHaveLength(1);
+    if (!byThread.has(moved[0]!)) byThread.set(moved[0]!, c);
+    else spare.push(c);
+  }
+  await Promise.all(spare.map((c) => c.destroy()));
+  expect(byThread.size).toBe(2);
+  return [...byThread.values()] as [Client, Client];
 }
