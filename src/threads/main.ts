@@ -116,7 +116,9 @@ export async function startThreads(state: GatewayState, source: { readonly effec
   const onMessage = (t: Live, m: ToMain): void => {
     switch (m.t) {
       case 'log':
+        // A logger that is no pino logger (a program's own): the line goes to stdout as it is.
         if (dest) dest.write(m.line);
+        else process.stdout.write(m.line);
         return;
       case 'audit':
         host.audit().lines(m.text, m.count);
