@@ -365,7 +365,7 @@ export async function startGateway(state: GatewayState, options: GatewayOptions 
           const limit = fe.holder.current.server.drainTimeoutMs;
           if (threaded !== null) {
             // Every thread drains as the single loop does, all at once (src/threads/worker.ts).
-            logger.info({ threads: fe.holder.current.server.threads, drainTimeoutMs: limit }, 'draining');
+            logger.info({ threads: fe.holder.current.server.threads, inFlight: fe.inFlight(), drainTimeoutMs: limit }, 'draining');
             const aborted = await threaded.drain(limit);
             if (aborted > 0) logger.warn({ inFlight: aborted, drainTimeoutMs: limit }, 'drain timeout: aborted the requests still in flight');
             await cleanup(aborted > 0);

@@ -53,7 +53,10 @@ export interface ThreadHost {
   readonly fixedLogLevel: string | null;
 }
 
-/** The threads, steered as the single loop's FrontEnd is, plus what only threads need. */
+/**
+ * The threads, steered as the single loop's FrontEnd is (`inFlight()`: every thread's
+ * requests in flight, each sampled every 100 ms), plus what only threads need.
+ */
 export interface ThreadedFront extends FrontEnd {
   /** Every thread drains as the single loop does; resolves when all have ended. Requests aborted, summed. */
   drain(limitMs: number): Promise<number>;
@@ -93,6 +96,8 @@ export async function startThreads(state: GatewayState, source: { readonly effec
   const hub = new LimitHub(Date.now, host.store !== undefined);
   host.store?.register(hub);
   const threads: Live[] = [];
+  const inFlight = new SharedArrayBuffer(4 * n);
+  const inFlightSlots = new Int32Array(inFlight);
   let draining = false;
   const metricWaits = new Map<number, (json: unknown[] | null) => void>();
   let nextId = 1;
@@ -193,6 +198,7 @@ export async function startThreads(state: GatewayState, source: { readonly effec
       tokenHashKey: tokenHashKey(),
       revocations: host.revocationList.list(),
       keys: host.keys,
+      inFlight,
       fixedLogLevel: host.fixedLogLevel,
     };
     const worker = new Worker(WORKER_FILE, { workerData: data });
@@ -223,6 +229,7 @@ export async function startThreads(state: GatewayState, source: { readonly effec
       worker.on('exit', (code) => {
         t.listening = false;
         t.ending = true;
+        Atomics.store(inFlightSlots, index, 0);
         // One that never listened was answered by its start's rejection (a start that
         // fails, or a replacement that cannot start: logged below, never retried in a loop).
         if (!listened || draining || threads[index] !== t) return;
@@ -283,7 +290,7 @@ export async function startThreads(state: GatewayState, source: { readonly effec
     port,
     holder,
     services,
-    inFlight: () => 0,
+    inFlight: () => inFlightSlots.reduce((a, b) => a + b, 0),
     idle: () => Promise.resolve(),
     stopListening() {},
     listening: () => !draining && threads.some((t) => t.listening),

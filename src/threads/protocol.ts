@@ -24,6 +24,8 @@ export interface ThreadData {
   readonly revocations: readonly RevocationEntry[];
   /** The main thread's assertion key and DPoP nonce secret (a KeyObject crosses threads as it is). */
   readonly keys: LifecycleKeys;
+  /** One Int32 slot per thread: the requests in flight on it, refreshed every 100 ms (the main thread's inFlight()). */
+  readonly inFlight: SharedArrayBuffer;
   /** A log level the CLI fixed (`--log-level`), or null. */
   readonly fixedLogLevel: string | null;
 }

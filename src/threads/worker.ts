@@ -127,6 +127,11 @@ async function main(): Promise<void> {
     store.close();
     return;
   }
+  // What the main thread reports as in flight (GatewayHandle.inFlight, the `stopping` line): a
+  // sample every 100 ms, so a request pays nothing for it.
+  const inFlight = new Int32Array(data.inFlight);
+  const sampler = setInterval(() => Atomics.store(inFlight, data.index, fe.inFlight()), 100);
+  sampler.unref();
   metrics.setCollectors({
     pools: () => [...fe.services.pools.entries()].map(([upstream, p]) => ({ upstream, ...p.stats() })),
   });
@@ -178,6 +183,8 @@ async function main(): Promise<void> {
       }
       case 'drain':
         void drain(fe, m.limitMs).then((left) => {
+          clearInterval(sampler);
+          Atomics.store(inFlight, data.index, 0);
           lifecycle.close();
           store.close();
           audit.flush();
