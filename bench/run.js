@@ -23,7 +23,7 @@ import { budgetDeps, evaluateBudgets, loadBudgets } from './lib/budgets.js';
 import { drive } from './lib/load.js';
 import { coldSlices, measureScenario } from './lib/measure.js';
 import { choosePlacement, pinSelf, unpinSelf } from './lib/placement.js';
-import { redisExtra, ROOT, startFloorProcess, startGatewayProcess, startRedisProcess, startUpstreamProcess } from './lib/processes.js';
+import { redisExtra, threadsExtra, ROOT, startFloorProcess, startGatewayProcess, startRedisProcess, startUpstreamProcess } from './lib/processes.js';
 import { baselineTable, textTable, writeResults } from './lib/report.js';
 import { byName, floorOf, GROUPS, SCENARIOS, select } from './lib/scenarios.js';
 import { breakSignature, createKeys, garbageTemplate, mint, mintMany } from './lib/tokens.js';
@@ -160,6 +160,20 @@ export async function runSuite(options = {}) {
         });
         log(`bench: gateway with state.store: redis on ${targets.gatewayRedis.url} (admin ${targets.gatewayRedis.adminPort}), pid ${targets.gatewayRedis.pid}`);
       }
+      if (needs('gatewayThreads')) {
+        // Unpinned: two front-end threads pinned to the gateway's one core would measure nothing.
+        targets.gatewayThreads = await startGatewayProcess({
+          dir: mkdirSync(join(dir, 'threads'), { recursive: true }),
+          cpus: null,
+          upstreamUrl: targets.upstream.url,
+          jwksFile: tokens.jwksFile,
+          threads: o.threads,
+          nodeArgs: options.gatewayNodeArgs ?? [],
+          extra: threadsExtra(2),
+          ...(options.gatewayCli ? { cli: resolve(options.gatewayCli) } : {}),
+        });
+        log(`bench: gateway with server.threads: 2 on ${targets.gatewayThreads.url} (admin ${targets.gatewayThreads.adminPort}), pid ${targets.gatewayThreads.pid}, unpinned`);
+      }
       if (baselineCli) {
         targets.baseline = await start(baselineCli);
         log(`bench: baseline gateway (${baselineCli}) on ${targets.baseline.url}, pid ${targets.baseline.pid}; every gateway scenario runs against both, interleaved`);
@@ -190,6 +204,7 @@ export async function runSuite(options = {}) {
         Object.assign(row, await measureScenario(s, ctx));
         if (s.rate) row.notes.unshift(`rate: ${rate.why}`);
         if (s.target === 'gatewayRedis') await noteSharedState(row, targets.gatewayRedis);
+        if (s.target === 'gatewayThreads') await noteThreads(row, targets.gatewayThreads, placement, connections);
       } catch (err) {
         failedRow(row, `harness error: ${err.message}`);
       }
@@ -202,7 +217,7 @@ export async function runSuite(options = {}) {
     }
   } finally {
     // Gateways first (they drain towards the upstream), then the floor and the upstream.
-    for (const t of ['gateway', 'gatewayRedis', 'baseline', 'floor', 'upstream', 'redis']) if (targets[t]) exits[t] = await targets[t].stop();
+    for (const t of ['gateway', 'gatewayRedis', 'gatewayThreads', 'baseline', 'floor', 'upstream', 'redis']) if (targets[t]) exits[t] = await targets[t].stop();
     if (placement.pinned) unpinSelf(placement.cores);
     rmSync(dir, { recursive: true, force: true });
   }
@@ -233,9 +248,9 @@ export async function runSuite(options = {}) {
     ...rows.filter((r) => r.baseline && !r.baseline.ok).map((r) => `${r.name} against the baseline build failed: ${r.baseline.problems.join('; ')}`),
     ...budgetResults.filter((b) => b.ok === false).map((b) => `budget broken: ${b.message}`),
   ];
-  for (const t of ['gateway', 'gatewayRedis', 'baseline']) {
+  for (const t of ['gateway', 'gatewayRedis', 'gatewayThreads', 'baseline']) {
     const e = exits[t];
-    if (e && e.code !== 0) failures.push(`the ${{ gateway: 'gateway', gatewayRedis: 'redis-state gateway', baseline: 'baseline gateway' }[t]} exited with ${e.code ?? e.signal} on SIGTERM (expected 0)`);
+    if (e && e.code !== 0) failures.push(`the ${GATEWAY_NAMES[t]} exited with ${e.code ?? e.signal} on SIGTERM (expected 0)`);
   }
   if (options.signal?.aborted) failures.push('interrupted');
 
@@ -272,9 +287,9 @@ async function warmUp(targets, tokens, o, signal, log) {
   const seconds = Math.max(2, 2 * o.warmup);
   const common = { path: '/api/hello', connections: o.connections, pipelining: o.pipelining, duration: seconds, signal };
   const bearer = tokens ? { authorization: `Bearer ${tokens.cached}` } : {};
-  for (const t of ['gateway', 'gatewayRedis', 'baseline']) {
+  for (const t of ['gateway', 'gatewayRedis', 'gatewayThreads', 'baseline']) {
     if (!targets[t]) continue;
-    log(`bench: warming the ${{ gateway: 'gateway', gatewayRedis: 'redis-state gateway', baseline: 'baseline gateway' }[t]} up (${2 * seconds} s, discarded)`);
+    log(`bench: warming the ${GATEWAY_NAMES[t]} up (${2 * seconds} s, discarded)`);
     await drive({ ...common, url: targets[t].url, path: '/public/hello' });
     await drive({ ...common, url: targets[t].url, headers: bearer });
   }
@@ -288,6 +303,41 @@ async function warmUp(targets, tokens, o, signal, log) {
  * The redis-state gateway's ratio means something only if it was sharing: the store up
  * and counts synced during the run (its /metrics); otherwise the row fails.
  */
+/** The gateways a run may start, as the log and the failures name them. */
+const GATEWAY_NAMES = { gateway: 'gateway', gatewayRedis: 'redis-state gateway', gatewayThreads: 'two-thread gateway', baseline: 'baseline gateway' };
+
+/**
+ * The two-thread gateway's row: its ratio to `cached` (one thread) in the same seconds,
+ * where its cores were, and the spread over its threads (with 16 connections or more, a
+ * thread that served nothing fails the row: the ratio would then measure one thread).
+ */
+async function noteThreads(row, gw, placement, connections) {
+  const one = row.paired?.cached;
+  if (one?.ok && one.rps > 0) {
+    const us = row.cpu?.gatewayUsPerRequest;
+    const oneUs = one.cpu?.gatewayUsPerRequest;
+    const cpu = typeof us === 'number' && typeof oneUs === 'number' && oneUs > 0 ? `, CPU per request ${(us / oneUs).toFixed(2)}×` : '';
+    row.notes.push(`server.threads 2 ÷ 1: ${(row.rps / one.rps).toFixed(2)}× req/s${cpu} (interleaved)`);
+  }
+  row.notes.push(
+    placement.cores <= 2
+      ? `unpinned on ${placement.cores} cores shared with the upstream and the load generator (the one-thread gateway is ${placement.pinned ? 'pinned to core 0' : 'unpinned'})`
+      : `unpinned on ${placement.cores} cores (the one-thread gateway is ${placement.pinned ? 'pinned to core 0' : 'unpinned'})`,
+  );
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+    const spread = text
+      .split('\n')
+      .filter((l) => l.startsWith('mfa_gateway_thread_requests_total{'))
+      .map((l) => Number(l.slice(l.lastIndexOf(' ') + 1)));
+    row.notes.push(`requests per thread since start: ${spread.join(' / ')}`);
+    // The kernel hashes each connection to a thread: with a few (a smoke run) one thread may get all of them.
+    if (spread.length !== 2 || (connections >= 16 && spread.some((n) => !(n > 0)))) row.problems.push('the two-thread gateway did not serve on both threads (see the note)');
+  } catch (err) {
+    row.problems.push(`could not read the two-thread gateway's metrics: ${err.message}`);
+  }
+}
+
 async function noteSharedState(row, gw) {
   try {
     const text = await (await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();

@@ -47,6 +47,7 @@ const FLAGS: readonly { flag: string; for: readonly string[]; does: string }[] =
 /** Every environment variable the gateway reads (a test keeps this in step with src/). */
 const ENVIRONMENT: readonly { name: string; does: string }[] = [
   { name: LOG_LEVEL_ENV, does: 'the log level when the config file has no log.level (default info)' },
+  { name: 'MFA_GATEWAY_THREADS', does: 'what server.threads: auto means, 1-256 (default os.availableParallelism()); a number in the file wins' },
   { name: 'MFA_GATEWAY_FAILPOINTS', does: 'tests only: names of failpoints to arm (src/failpoints.ts); never set it in production' },
   { name: 'UWS_USE_FALLBACK', does: "read by uWebSockets.js: its slow pure-JS fallback, on which start refuses to run" },
 ];

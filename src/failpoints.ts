@@ -9,7 +9,9 @@
  *
  * Names: `handler` (synchronously in the uWS handler, after the route matched),
  * `after-verify` (in the continuation of a cache-miss verification), `upstream-response`
- * (in undici's response callback). Armed failpoints fire only for requests whose path
+ * (in undici's response callback), `thread-exit` (an exception thrown outside any
+ * request's boundary, on the next turn of the loop: it ends a front-end thread, which
+ * the main thread replaces, src/threads/main.ts). Armed failpoints fire only for requests whose path
  * contains `/failpoint/` followed by the name, so a test can aim at one request.
  */
 
@@ -34,4 +36,12 @@ export function failpointPath(path: string): void {
 export function failpoint(name: string, path: string = currentPath): void {
   if (!FAILPOINTS_ARMED || !armed.has(name)) return;
   if (path.includes(`/failpoint/${name}`)) throw new Error(`failpoint ${name}`);
+}
+
+/** Throws outside every boundary (an uncaught exception) when the named failpoint is armed and aimed at. */
+export function failpointUncaught(name: string, path: string = currentPath): void {
+  if (!FAILPOINTS_ARMED || !armed.has(name) || !path.includes(`/failpoint/${name}`)) return;
+  setImmediate(() => {
+    throw new Error(`failpoint ${name}`);
+  });
 }

@@ -6,7 +6,9 @@ import type { RateLimitChanges } from './limits/limits.js';
 import { createVerifier } from './authn/verifier.js';
 import type { RequestContext } from './pipeline/context.js';
 import type { SharedServices } from './pipeline/services.js';
+import { dirname, resolve } from 'node:path';
 import { startFrontEnd, type FrontEnd } from './server/front-end.js';
+import { startThreads, type ThreadedFront } from './threads/main.js';
 import { mountAdmin, type AdminRoute } from './server/admin.js';
 import { listenExclusive } from './server/listen.js';
 import { SYSTEM_RUNTIME, type Runtime } from './runtime.js';
@@ -207,7 +209,7 @@ export async function startGateway(state: GatewayState, options: GatewayOptions 
   };
   process.on('unhandledRejection', onUnhandled);
 
-  let front: FrontEnd | null = null;
+  let front: FrontEnd | ThreadedFront | null = null;
   let adminApp: TemplatedApp | null = null;
   let adminSocket: us_listen_socket | null = null;
   let watcher: { close(): void } | null = null;
@@ -223,8 +225,27 @@ export async function startGateway(state: GatewayState, options: GatewayOptions 
     await proc.close();
   };
   try {
-    front = await startFrontEnd(state, proc.shared, proc.record);
+    // server.threads above 1: the front end on every core (src/threads/main.ts). The
+    // threads compile the config file's effective settings, so a gateway started without
+    // a file (a program's own state) runs the single loop.
+    const source = options.source;
+    if (state.server.threads > 1 && source === undefined) logger.info({ threads: state.server.threads }, 'server.threads: one event loop (a gateway started without a config file has none for its threads to compile)');
+    front =
+      state.server.threads > 1 && source !== undefined
+        ? await startThreads(state, { effective: source.effective, baseDir: dirname(resolve(source.file)) }, {
+            shared: proc.shared,
+            verifier: () => proc.verifier,
+            revocationList: proc.lifecycle.revocationList,
+            keys: proc.lifecycle.keys,
+            store: proc.sharedState.limits.shared,
+            audit: () => proc.audit,
+            logger,
+            metrics,
+            fixedLogLevel: options.fixedLogLevel ?? null,
+          })
+        : await startFrontEnd(state, proc.shared, proc.record);
     const fe = front;
+    const threaded = 'drain' in fe ? (fe as ThreadedFront) : null;
     // The dropped-lines counter stays one counter across audit destinations a reload replaced.
     let droppedBefore = 0;
     metrics.setCollectors({
@@ -279,6 +300,9 @@ export async function startGateway(state: GatewayState, options: GatewayOptions 
       }
       const limits = proc.shared.limits.reconfigure(s.rateLimit);
       const pools = fe.swap(s);
+      // The threads follow once the main thread has committed; their token caches drop
+      // what the main thread's cache dropped.
+      threaded?.reloadThreads(next.effective, plan !== null && (plan.replaced.length > 0 || plan.removed.length > 0 || plan.cacheResized));
       if (audit !== null) {
         const old = proc.audit;
         proc.audit = audit;
@@ -313,7 +337,7 @@ export async function startGateway(state: GatewayState, options: GatewayOptions 
           checks: { listening, config: 'loaded', upstreams: [...fe.holder.current.upstreams.keys()], issuers: keys.issuers, verifier: keys.pool, state: proc.sharedState.readiness() },
         };
       },
-      metrics: () => metrics.text(),
+      metrics: () => (threaded !== null ? threaded.metricsText() : metrics.text()),
       routes,
       token: () => token,
     });
@@ -322,7 +346,7 @@ export async function startGateway(state: GatewayState, options: GatewayOptions 
     metrics.configLoad(true, now() / 1000, false);
     if (reloader && options.source?.watch) watcher = watchConfigFile(reloader.file, () => void reload('watch'), logger);
 
-    logger.info({ port: fe.port, adminPort: adm.port, host: state.listen.host, routes: state.routes.length }, 'listening');
+    logger.info({ port: fe.port, adminPort: adm.port, host: state.listen.host, routes: state.routes.length, ...(threaded !== null ? { threads: state.server.threads } : {}) }, 'listening');
 
     return {
       port: fe.port,
@@ -339,6 +363,16 @@ export async function startGateway(state: GatewayState, options: GatewayOptions 
           fe.stopListening();
           watcher?.close();
           const limit = fe.holder.current.server.drainTimeoutMs;
+          if (threaded !== null) {
+            // Every thread drains as the single loop does, all at once (src/threads/worker.ts).
+            logger.info({ threads: fe.holder.current.server.threads, inFlight: fe.inFlight(), drainTimeoutMs: limit }, 'draining');
+            const aborted = await threaded.drain(limit);
+            if (aborted > 0) logger.warn({ inFlight: aborted, drainTimeoutMs: limit }, 'drain timeout: aborted the requests still in flight');
+            await cleanup(aborted > 0);
+            logger.info({}, 'stopped');
+            logger.flush();
+            return;
+          }
           if (fe.inFlight() > 0) {
             logger.info({ inFlight: fe.inFlight(), drainTimeoutMs: limit }, 'draining');
             let timer: NodeJS.Timeout | undefined;

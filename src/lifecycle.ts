@@ -12,6 +12,7 @@
  * gateway looked, never what it found.
  */
 import { readFileSync } from 'node:fs';
+import type { KeyObject } from 'node:crypto';
 import type { GatewayState } from './config/state.js';
 import type { Runtime } from './runtime.js';
 import type { SharedServices } from './pipeline/services.js';
@@ -30,12 +31,25 @@ export interface Lifecycle {
   /** The list and the local replay store behind `services`, for the shared-state bridge (src/state/). */
   readonly revocationList: RevocationList;
   readonly localReplay: MemoryReplayStore;
+  /**
+   * The assertion key and the DPoP nonce secret in use (read from their files, or
+   * generated at start): front-end threads are given them (src/threads/), so what one
+   * thread signs or issues holds on every thread.
+   */
+  readonly keys: LifecycleKeys;
   /** Stops the revocation sweep and aborts the introspection requests under way. */
   close(): void;
 }
 
+export interface LifecycleKeys {
+  readonly assertionKey?: KeyObject;
+  readonly nonceSecret?: Uint8Array;
+}
+
 export interface LifecycleOptions {
   readonly runtime: Runtime;
+  /** Keys another thread of this process uses (src/threads/worker.ts): taken instead of reading or generating them. */
+  readonly keys?: LifecycleKeys;
   readonly log: (level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown>) => void;
   /** The environment the client secrets are read from (default process.env). */
   readonly env?: NodeJS.ProcessEnv;
@@ -86,13 +100,21 @@ export function buildLifecycle(state: GatewayState, o: LifecycleOptions): Lifecy
 
     const proofs = new ProofVerifier();
     const nonces = state.issuers.some((i) => i.dpopNonce)
-      ? new NonceSource({ now, ...(state.dpop.nonceSecretFile !== null ? { secret: readSecretFile(state.dpop.nonceSecretFile, 'dpop.nonceSecretFile') } : {}) })
+      ? new NonceSource({
+          now,
+          ...(o.keys?.nonceSecret !== undefined
+            ? { secret: o.keys.nonceSecret }
+            : state.dpop.nonceSecretFile !== null
+              ? { secret: readSecretFile(state.dpop.nonceSecretFile, 'dpop.nonceSecretFile') }
+              : {}),
+        })
       : null;
     const a = state.identityAssertion;
     let assertions: AssertionSigner | null = null;
     if (a !== null) {
       try {
-        assertions = new AssertionSigner({ issuer: a.issuer, lifetimeSec: a.lifetimeSec, now, ...(a.keyFile !== null ? { keyFile: a.keyFile } : {}) });
+        const given = o.keys?.assertionKey;
+        assertions = new AssertionSigner({ issuer: a.issuer, lifetimeSec: a.lifetimeSec, now, ...(given !== undefined ? { key: given } : a.keyFile !== null ? { keyFile: a.keyFile } : {}) });
       } catch (err) {
         throw new GatewayError('ASSERTION_KEY', `identityAssertion.keyFile: ${(err as Error).message}`);
       }
@@ -101,6 +123,10 @@ export function buildLifecycle(state: GatewayState, o: LifecycleOptions): Lifecy
     return {
       revocationList: revocations,
       localReplay,
+      keys: {
+        ...(assertions !== null ? { assertionKey: assertions.signingKey } : {}),
+        ...(nonces !== null ? { nonceSecret: nonces.sharedSecret } : {}),
+      },
       services: {
         revocations,
         replay: localReplay,

@@ -14,9 +14,14 @@
  * - `conn`: which connection count applies: 'main' (--connections), 'body' (--body-connections)
  * - `target: 'gatewayRedis'`: a second gateway, the same config with `state.store: redis`
  *   (processes.js redisExtra), against the bench's own redis-server
+ * - `target: 'gatewayThreads'`: a second gateway, the same config with `server.threads: 2`
+ *   (processes.js threadsExtra), unpinned: every other gateway runs `server.threads: 1`
  */
 /** The request of upload-1m and its baseline and floor: a 1 MiB POST with the cached token. */
 const UPLOAD_1M = { method: 'POST', path: '/api/upload', body: 'upload', token: 'cached', expect: '2xx', conn: 'body', baseline: 'direct-upload-1m' };
+
+/** `cached`'s request sent to a second gateway, in the same seconds as `cached` on the first (ABBA slices). */
+const CACHED_ON_A_SECOND_GATEWAY = { path: '/api/hello', token: 'cached', pairedWith: ['cached'], expect: '2xx', conn: 'main', baseline: 'direct' };
 
 // Table order is run order: `cached` runs right after `none`, so that the ratio the
 // budgets hold compares two runs a few seconds apart (this machine's speed drifts).
@@ -124,15 +129,17 @@ export const SCENARIOS = [
   {
     name: 'cached-redis',
     target: 'gatewayRedis',
-    path: '/api/hello',
-    token: 'cached',
-    // In the same seconds as `cached` on the memory gateway (ABBA slices).
-    pairedWith: ['cached'],
-    expect: '2xx',
-    conn: 'main',
-    baseline: 'direct',
+    ...CACHED_ON_A_SECOND_GATEWAY,
     floor: 'floor',
     what: 'the cached request against a second gateway with state.store: redis (the bench\'s own redis-server) and a never-reached per-subject limit, so every request is counted and synced: what sharing state costs the hot path, interleaved with cached',
+  },
+  {
+    // The row notes its ratio to `cached` (server.threads: 1) in the same seconds.
+    name: 'cached-threads2',
+    target: 'gatewayThreads',
+    ...CACHED_ON_A_SECOND_GATEWAY,
+    floor: null,
+    what: 'the cached request against a second gateway with server.threads: 2, interleaved with cached (server.threads: 1): what the front end on every core gains. Unpinned: on a two-core machine its threads share the cores with the upstream and the load generator',
   },
   {
     name: 'none-bare',
@@ -325,7 +332,7 @@ export function select(names, options = {}) {
     while (queue.length) {
       const s = byName.get(queue.pop());
       const deps = [s.baseline, floorOf(s), ...(s.pairedWith ?? []), ...(options.extraDeps?.(s.name) ?? [])].filter(Boolean);
-      if (s.target === 'gateway' || s.target === 'gatewayRedis') deps.push('direct', 'none');
+      if (s.target === 'gateway' || s.target === 'gatewayRedis' || s.target === 'gatewayThreads') deps.push('direct', 'none');
       if (s.rate) deps.push('cached');
       for (const d of deps) {
         if (!wanted.has(d) && byName.has(d)) {

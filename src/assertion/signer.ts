@@ -27,6 +27,8 @@ export interface AssertionSignerOptions {
   readonly issuer: string;
   /** An EC P-256 private key: a PEM PKCS#8 file or a JWK file. Absent: a key is generated at start. */
   readonly keyFile?: string;
+  /** Without keyFile: this key instead of a generated one (a front-end thread signs with the main thread's, src/threads/). */
+  readonly key?: KeyObject;
   /** The key's `kid` (default: its RFC 7638 thumbprint). */
   readonly kid?: string;
   /** Lifetime of an assertion, seconds (default 60). */
@@ -64,6 +66,11 @@ export class AssertionSigner {
   signatures = 0;
   readonly kid: string;
 
+  /** The signing key, for the front-end threads (src/threads/main.ts): every thread signs what /jwks publishes. */
+  get signingKey(): KeyObject {
+    return this.key;
+  }
+
   constructor(options: AssertionSignerOptions) {
     this.issuer = options.issuer;
     this.lifetimeSec = options.lifetimeSec ?? 60;
@@ -72,7 +79,7 @@ export class AssertionSigner {
     this.now = options.now;
     if (!(this.lifetimeSec >= 1)) throw new RangeError('lifetimeSec must be at least 1');
     if (!(this.reuseFraction > 0 && this.reuseFraction <= 1)) throw new RangeError('reuseFraction must be in (0, 1]');
-    this.key = options.keyFile !== undefined ? readKey(options.keyFile) : generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+    this.key = options.keyFile !== undefined ? readKey(options.keyFile) : (options.key ?? generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey);
     const details = this.key.asymmetricKeyDetails;
     if (this.key.asymmetricKeyType !== 'ec' || details?.namedCurve !== 'prime256v1') {
       throw new Error(`the assertion key${options.keyFile ? ` in ${options.keyFile}` : ''} is not an EC P-256 private key (ES256, RFC 7518 §3.4)`);

@@ -1,3 +1,4 @@
+import type { JWK } from 'jose';
 import type { Principal } from '../authz/claims.js';
 import type { KeyStatus, KeyStore } from './jwks.js';
 import type { CompiledConfig } from '../config/state.js';
@@ -56,6 +57,12 @@ export interface Verifier {
    * (logout tokens, OpenID Connect Back-Channel Logout 1.0 §2.6); undefined for an unknown name.
    */
   keys?(issuer: string): Pick<KeyStore, 'select' | 'refresh'> | undefined;
+  /**
+   * The same, where the key set lives on another thread (a front-end thread asks the
+   * main thread's, src/threads/verifier.ts): a key look-up by `alg` and `kid`, refreshing
+   * on an unknown kid as keyStoreSelector does; undefined for an unknown name.
+   */
+  keySelector?(issuer: string): ((alg: string, kid: string | undefined) => Promise<JWK | undefined>) | undefined;
   /**
    * Gauges for /metrics. `verifications` counts jose verifications that ran (cache misses
    * that reached a signature check), `keyFetches` key-set loads attempted and

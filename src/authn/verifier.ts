@@ -15,6 +15,7 @@ import { refreezePrincipal, type Principal } from '../authz/claims.js';
 import { GatewayError } from '../errors.js';
 import { jwsForm } from './extract.js';
 import { TokenCache } from './cache.js';
+import { singleFlight } from './single-flight.js';
 import { tokenFailure } from './failures.js';
 import { decodeJsonSegment } from './jws.js';
 import { KEY_MISMATCH, KeyStore, NO_KEYS, UNKNOWN_KID, type SetTimer, type StoredKey } from './jwks.js';
@@ -227,17 +228,7 @@ class TokenVerifier implements Verifier {
         // introspection stage (src/pipeline/stages/introspection.ts) answered it already.
         return Promise.resolve(MALFORMED);
     }
-    // Concurrent misses for one token share one verification (single flight).
-    let pending = this.pending.get(token);
-    if (pending === undefined) {
-      const started: Promise<VerifyResult> = this.verifyMiss(token).finally(() => {
-        // A reload may have cleared the entry and a newer verification taken its place.
-        if (this.pending.get(token) === started) this.pending.delete(token);
-      });
-      pending = started;
-      this.pending.set(token, pending);
-    }
-    return pending;
+    return singleFlight(this.pending, token, () => this.verifyMiss(token));
   }
 
   inflight(token: string): boolean {

@@ -17,6 +17,7 @@ import { INVALID_REQUEST_DESCRIPTIONS } from '../authn/extract.js';
 import { HeaderRewriter } from '../proxy/headers.js';
 import { buildRouteTable } from '../routes/table.js';
 import { buildBlockList } from '../server/clientip.js';
+import { frontThreads } from '../threads/count.js';
 import type { ConfigProblem } from './problems.js';
 import { PROFILES } from '../authz/profiles.js';
 import { parseClaimPath } from '../authz/claims.js';
@@ -120,6 +121,7 @@ function compileSettings(raw: RawConfig, baseDir: string, warnings: readonly Con
       requestBodyIdleMs: ms(raw.server.timeouts.requestBodyIdle),
       pathParameters: raw.server.pathParameters,
       publicOrigin: raw.server.publicOrigin === undefined ? null : raw.server.publicOrigin.replace(/\/$/, ''),
+      threads: frontThreads(raw.server.threads),
     },
     verifier: {
       threads: raw.verifier.threads,

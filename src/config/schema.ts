@@ -90,6 +90,11 @@ export const serverSchema = z.strictObject({
   requestBuffering: z.number().int().min(0).max(16 * 1_048_576).default(65_536),
   /** The origin clients use, when the gateway sits behind another proxy: DPoP `htu` is checked against it (RFC 9449 §4.3). */
   publicOrigin: publicOrigin.optional(),
+  /**
+   * Front-end threads, each one uWS app on the same port (README "Threads"): `auto` =
+   * os.availableParallelism() (or MFA_GATEWAY_THREADS when set); 1 = one event loop.
+   */
+  threads: z.union([z.literal('auto'), z.number().int().min(1).max(256)]).default('auto'),
   timeouts: z
     .strictObject({
       /** A request body that sends nothing for this long is answered 408 and its upstream request aborted. */

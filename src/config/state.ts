@@ -135,6 +135,8 @@ export interface CompiledConfig extends CompiledLifecycle {
     readonly requestBodyIdleMs: number;
     /** `server.publicOrigin` (DPoP `htu`), or null: scheme + Host of each request. */
     readonly publicOrigin: string | null;
+    /** `server.threads` resolved (`auto`: src/threads/count.ts): front-end threads, 1 = the main loop alone. */
+    readonly threads: number;
   };
   readonly verifier: {
     readonly threads: number;

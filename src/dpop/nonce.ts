@@ -33,6 +33,11 @@ export class NonceSource implements NonceCheck {
   private currentNonce = '';
   private previousNonce = '';
 
+  /** The secret, for the front-end threads (src/threads/main.ts): a nonce one thread issues passes on every thread. */
+  get sharedSecret(): Uint8Array {
+    return this.secret;
+  }
+
   constructor(options: NonceSourceOptions) {
     this.now = options.now;
     this.slotMs = options.slotMs ?? 60_000;

@@ -1,5 +1,6 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { openSync } from 'node:fs';
+import { workerData } from 'node:worker_threads';
 import { LineSink } from './line-sink.js';
 import type { CacheOutcome } from '../authn/types.js';
 import type { Reason } from '../reasons.js';
@@ -53,6 +54,12 @@ export interface Audit {
    * (its part of the line is then remembered on it: src/observe/audit-line.ts).
    */
   record(entry: AuditEntry, principal?: object | null): void;
+  /**
+   * Writes lines already made (each whole, newline included) by a front-end thread
+   * (src/threads/): one write, so they never interleave with other lines. `count`: how
+   * many lines `text` holds (a batch dropped whole counts them all).
+   */
+  lines(text: string, count: number): void;
   /** Lines dropped because the destination could not keep up (maxBufferBytes). */
   dropped(): number;
   /** Writes what is buffered and closes the destination (stdout / stderr stay open). Idempotent. */
@@ -61,8 +68,17 @@ export interface Audit {
 
 // The per-process key: hashes correlate the lines of one process and cannot be
 // computed by anyone who has only the log. Worker threads load their own copy of
-// this module with another key, so hash on the main thread only.
-const TOKEN_HASH_KEY = randomBytes(32);
+// this module with another key, so hash on the main thread only; a front-end thread
+// (src/threads/worker.ts) is handed the main thread's key, so a token hashes alike on
+// every thread.
+const TOKEN_HASH_KEY: Buffer = (workerData as { tokenHashKey?: Uint8Array } | null)?.tokenHashKey instanceof Uint8Array
+  ? Buffer.from((workerData as { tokenHashKey: Uint8Array }).tokenHashKey)
+  : randomBytes(32);
+
+/** The key tokenHash uses, for the front-end threads this process starts. */
+export function tokenHashKey(): Uint8Array {
+  return new Uint8Array(TOKEN_HASH_KEY);
+}
 
 /**
  * A short salted fingerprint of a token for the audit line: the first 16 hex digits
@@ -161,6 +177,7 @@ export function escapeLineBreakers(line: string): string {
 
 const disabled: Audit = {
   record() {},
+  lines() {},
   dropped: () => 0,
   close: () => Promise.resolve(),
 };
@@ -203,6 +220,9 @@ export function createAudit(cfg: CompiledAudit, options: { onError?: (err: Error
     record(entry, principal) {
       if (closed !== null) return;
       sink.write(auditLine(entry, time(), principal));
+    },
+    lines(text, count) {
+      if (closed === null) sink.write(text, count);
     },
     dropped: () => sink.dropped,
     close() {

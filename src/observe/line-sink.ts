@@ -60,15 +60,18 @@ export class LineSink {
     process.on('exit', this.onExit);
   }
 
-  /** Appends one line (its newline included). Never blocks; may drop it when full. */
-  write(line: string): void {
+  /**
+   * Appends one line (its newline included), or `lines` whole lines in one string (a
+   * front-end thread's batch, src/threads/). Never blocks; may drop it when full.
+   */
+  write(line: string, lines = 1): void {
     if (this.closing !== null) return;
     const room = SLAB - this.used;
     if (line.length * MAX_BYTES_PER_UNIT > room) {
       // Near the end of the slab (or a line larger than one): measure it exactly.
       const bytes = Buffer.byteLength(line);
       if (this.queued + this.used - this.start + bytes > this.opts.maxBufferBytes) {
-        this.dropped++;
+        this.dropped += lines;
         return;
       }
       if (bytes > room) {
@@ -81,7 +84,7 @@ export class LineSink {
         }
       }
     } else if (this.queued + this.used - this.start + line.length > this.opts.maxBufferBytes) {
-      this.dropped++;
+      this.dropped += lines;
       return;
     }
     this.used += this.slab.write(line, this.used, 'utf8');

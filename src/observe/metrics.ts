@@ -88,6 +88,10 @@ export interface Metrics {
   configLoad(ok: boolean, atSec: number, reload: boolean): void;
   /** One sync of rate-limit and spraying counts with the shared store ended (src/state/counters.ts). */
   stateSync(ok: boolean): void;
+  /** A front-end thread died and was replaced (src/threads/main.ts). */
+  threadRestart(): void;
+  /** A front-end thread sent its rate-limit and spraying counts to the main thread's hub (src/threads/limits.ts). */
+  threadSync(): void;
   setCollectors(c: Collectors): void;
   /** The exposition text for /metrics. */
   text(): Promise<{ contentType: string; body: string }>;
@@ -247,10 +251,12 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
   const verifierTimeouts = new CellFamily<CounterCell>(`${PREFIX}verifier_timeouts_total`, 'Token verifications abandoned after verifier.taskTimeout (answered 503).', 'counter');
   const revokedRequests = new CellFamily<CounterCell>(`${PREFIX}revoked_requests_total`, 'Requests with a valid token refused because it was revoked (logout, POST /revocations).', 'counter');
   const reloads = new CellFamily<CounterCell>(`${PREFIX}config_reload_total`, 'Config reloads (SIGHUP, POST /reload, --watch), by result: success or failure.', 'counter');
+  const restarts = new CellFamily<CounterCell>(`${PREFIX}thread_restarts_total`, 'Front-end threads that died (an uncaught exception, an exit) and were replaced (server.threads above 1).', 'counter');
+  const threadSyncs = new CellFamily<CounterCell>(`${PREFIX}thread_syncs_total`, 'Rate-limit and spraying counts a front-end thread sent to the main thread, which answered the totals (server.threads above 1).', 'counter');
   const syncs = new CellFamily<CounterCell>(`${PREFIX}state_syncs_total`, 'Syncs of rate-limit and spraying counts with the shared store (state.store: redis), by result: ok or error (the counts kept for the next).', 'counter');
   let collectors: Collectors = {};
   const auditDropped = new ReadCounter(`${PREFIX}audit_dropped_lines_total`, 'Audit lines dropped because the destination could not keep up.', () => collectors.auditDropped?.());
-  for (const f of [requests, requestTime, verifyTime, upstreamTime, cacheLookups, limited, sprayBlocks, jwks, internal, verifierTimeouts, revokedRequests, auditDropped, reloads, syncs]) register(f);
+  for (const f of [requests, requestTime, verifyTime, upstreamTime, cacheLookups, limited, sprayBlocks, jwks, internal, verifierTimeouts, revokedRequests, auditDropped, reloads, syncs, restarts, threadSyncs]) register(f);
 
   const routeNames = new NameLabels();
   const upstreamNames = new NameLabels();
@@ -285,6 +291,8 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
   const revokedCell = revokedRequests.add(new CounterCell({}));
   const jwksCells = new Map<string, { ok: CounterCell; error: CounterCell }>();
   const syncCells = { ok: syncs.add(new CounterCell({ result: 'ok' })), error: syncs.add(new CounterCell({ result: 'error' })) };
+  const restartCell = restarts.add(new CounterCell({}));
+  const threadSyncCell = threadSyncs.add(new CounterCell({}));
   const reloadCells = { success: reloads.add(new CounterCell({ result: 'success' })), failure: reloads.add(new CounterCell({ result: 'failure' })) };
 
   const routeLabel = (route: string | null): string => (route === null ? NO_ROUTE : routeNames.bound(route));
@@ -331,10 +339,11 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
     return h;
   }
 
-  const gauge = (name: string, help: string, read: () => number | undefined): void => {
+  const gauge = (name: string, help: string, read: () => number | undefined, aggregator: 'sum' | 'max' = 'sum'): void => {
     new Gauge({
       name: PREFIX + name,
       help,
+      aggregator,
       registers: [registry],
       collect() {
         const v = read();
@@ -346,9 +355,10 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
   gauge('token_negative_cache_entries', 'Invalid tokens held in the negative token cache.', () => collectors.negativeCacheSize?.());
   gauge('verifier_queue_depth', 'Token verifications waiting for a worker thread.', () => collectors.verifierQueue?.());
   gauge('verifier_utilization_ratio', 'Share of verifier worker time spent verifying (0-1).', () => collectors.verifierUtilization?.());
-  gauge('state_store_up', '1 while the shared-state store answers (always 1 with state.store: memory), 0 while Redis is away (limits count locally, revocations loaded stay enforced).', () => collectors.stateStoreUp?.());
+  gauge('state_store_up', '1 while the shared-state store answers (always 1 with state.store: memory), 0 while Redis is away (limits count locally, revocations loaded stay enforced).', () => collectors.stateStoreUp?.(), 'max');
   new Gauge({
     name: `${PREFIX}revocations`,
+    aggregator: 'max',
     help: 'Entries in the revocation list, by kind: sub, sid or jti (each lives until the tokens it refuses have expired).',
     labelNames: ['kind'],
     registers: [registry],
@@ -364,6 +374,8 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
     help: 'Always 1; the labels name the gateway version, the Node.js version and the uWebSockets.js build.',
     labelNames: ['version', 'node', 'uws'],
     registers: [registry],
+    // One process, however many front-end threads report it (src/threads/main.ts merges them).
+    aggregator: 'max',
   }).set({ version: build.version, node: build.node, uws: build.uws }, 1);
   const poolGauge = (name: string, help: string, pick: (p: { connected: number; pending: number; running: number }) => number): void => {
     new Gauge({
@@ -381,11 +393,13 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
   // the config in force came from the last attempt, and since when.
   const lastReloadOk = new Gauge({
     name: `${PREFIX}config_last_reload_success`,
+    aggregator: 'max',
     help: '1 when the last config load or reload succeeded, 0 when the last reload was refused (the previous config stays in force).',
     registers: [registry],
   });
   const lastReloadAt = new Gauge({
     name: `${PREFIX}config_last_reload_success_timestamp_seconds`,
+    aggregator: 'max',
     help: 'When the config in force was loaded (start, or the last successful reload), in seconds since the epoch.',
     registers: [registry],
   });
@@ -450,6 +464,12 @@ export function createMetrics(options: { defaultMetrics?: boolean; build?: Build
     },
     stateSync(ok) {
       (ok ? syncCells.ok : syncCells.error).value++;
+    },
+    threadRestart() {
+      restartCell.value++;
+    },
+    threadSync() {
+      threadSyncCell.value++;
     },
     setCollectors(c) {
       collectors = c;

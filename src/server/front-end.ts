@@ -4,7 +4,7 @@ import type { RequestContext } from '../pipeline/context.js';
 import type { Services, SharedServices } from '../pipeline/services.js';
 import { UpstreamPools } from '../proxy/pools.js';
 import { frontHandler, type StateHolder } from './front.js';
-import { listenExclusive } from './listen.js';
+import { listenExclusive, listenShared } from './listen.js';
 import { loadUws } from './uws.js';
 
 /** The public listener: one uWS app running the pipeline, and what the process needs to steer it. */
@@ -46,9 +46,15 @@ interface Generation {
 /**
  * Starts the public listener on `state.listen` with the pipeline behind it, its own
  * upstream pools, and the parts shared with the rest of the process. `record` is told
- * of every finished request (its audit line and metrics).
+ * of every finished request (its audit line and metrics). `shared`: a front-end thread's
+ * listen on the port its siblings share (src/threads/worker.ts), checked by the main thread.
  */
-export async function startFrontEnd(state: GatewayState, shared: SharedServices, record: (ctx: RequestContext) => void): Promise<FrontEnd> {
+export async function startFrontEnd(
+  state: GatewayState,
+  shared: SharedServices,
+  record: (ctx: RequestContext) => void,
+  listen: { readonly port: number; readonly shared: boolean } = { port: state.listen.port, shared: false },
+): Promise<FrontEnd> {
   const uws = loadUws();
   const holder: StateHolder = { current: state };
   const pools = new UpstreamPools(state.upstreams);
@@ -94,7 +100,7 @@ export async function startFrontEnd(state: GatewayState, shared: SharedServices,
   );
   let listenSocket: us_listen_socket | null = null;
   try {
-    const listening = await listenExclusive(app, state.listen.host, state.listen.port, 'public');
+    const listening = await (listen.shared ? listenShared : listenExclusive)(app, state.listen.host, listen.port, 'public');
     listenSocket = listening.socket;
     return {
       port: listening.port,

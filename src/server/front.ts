@@ -5,6 +5,7 @@ import { fail } from '../pipeline/boundary.js';
 import { handle } from '../pipeline/pipeline.js';
 import type { Services } from '../pipeline/services.js';
 import { Responder } from './responder.js';
+import { FAILPOINTS_ARMED, failpointUncaught } from '../failpoints.js';
 
 /** The one pointer a reload swaps: requests read it once, when they arrive. */
 export interface StateHolder {
@@ -25,6 +26,7 @@ export function frontHandler(services: Services, holder: StateHolder, accepted: 
       responder.bind(ctx);
       accepted();
       handle(ctx);
+      if (FAILPOINTS_ARMED) failpointUncaught('thread-exit', ctx.matchPath ?? '');
     } catch (err) {
       if (ctx !== null) fail(ctx, err);
       else {

@@ -26,3 +26,18 @@ export function listenExclusive(app: TemplatedApp, host: string, port: number, w
     });
   });
 }
+
+/**
+ * Listens on a port other front-end threads of this process share (uSockets' default
+ * SO_REUSEPORT: the kernel spreads new connections over them). Only after the main
+ * thread has checked with listenExclusive that no other process holds the port.
+ */
+export function listenShared(app: TemplatedApp, host: string, port: number, what: string): Promise<{ socket: us_listen_socket; port: number }> {
+  const uws = loadUws();
+  return new Promise((resolve, reject) => {
+    (app as unknown as ExclusiveListen).listen(host, port, 0, (socket) => {
+      if (!socket) reject(new GatewayError('LISTEN_FAILED', `cannot listen on ${host}:${port} for the ${what} listener (address in use or not available)`));
+      else resolve({ socket, port: uws.us_socket_local_port(socket as unknown as us_socket) });
+    });
+  });
+}

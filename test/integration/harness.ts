@@ -12,6 +12,9 @@ import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import YAML from 'yaml';
 import { copyAuditFile, outputSink, recordAuditFile, recordOutput, recordToken } from './leaks.js';
 
+/** src/threads/count.ts THREADS_ENV (the harness does not import the gateway's modules). */
+const THREADS_ENV = 'MFA_GATEWAY_THREADS';
+
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const CLI = join(ROOT, 'dist/cli.js');
 
@@ -129,7 +132,10 @@ export async function startGatewayProcess(
   argv: readonly string[] = [process.execPath, CLI, 'start', '--config', configFile],
 ): Promise<GatewayProcess> {
   const proc = spawn(argv[0]!, argv.slice(1), {
-    env: { ...process.env, ...env },
+    // One front-end thread unless a test asks for more (server.threads, or this variable),
+    // or the suite runs with MFA_GATEWAY_THREADS set: the suite's tests count on one loop;
+    // test/integration/threads/ tests the threads.
+    env: { ...process.env, [THREADS_ENV]: process.env[THREADS_ENV] ?? '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -205,7 +211,7 @@ function auditFileOf(configFile: string): string | undefined {
 /** Runs the CLI to completion. */
 export function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolveP) => {
-    const proc = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, [THREADS_ENV]: process.env[THREADS_ENV] ?? '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     proc.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));

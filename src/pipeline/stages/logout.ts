@@ -58,14 +58,15 @@ async function logoutWith(ctx: RequestContext, form: URLSearchParams): Promise<A
   const iss = typeof decoded === 'string' ? undefined : decoded.payload['iss'];
   const issuer = typeof iss === 'string' ? state.issuerByIss.get(iss) : undefined;
   if (issuer === undefined) return refused(ctx, UNKNOWN_ISSUER, 'wrong_issuer');
-  const keys = services.verifier?.keys?.(issuer.name);
-  if (keys === undefined) return NO_KEYS;
+  const remote = services.verifier?.keySelector?.(issuer.name);
+  const keys = remote === undefined ? services.verifier?.keys?.(issuer.name) : undefined;
+  if (remote === undefined && keys === undefined) return NO_KEYS;
   const lt = await validateLogoutToken(token, {
     issuerName: issuer.name,
     issuer: issuer.issuer,
     audiences: issuer.logoutAudience,
     algorithms: issuer.algorithms,
-    selectKey: keyStoreSelector(keys),
+    selectKey: remote ?? keyStoreSelector(keys!),
     nowMs: services.runtime.now(),
     clockToleranceSec: issuer.clockToleranceSec,
   });

@@ -45,7 +45,7 @@ describe('--help and usage errors', () => {
         expect(r.stdout).toMatch(new RegExp(`^  ${flag}[ ,]`, 'm'));
       }
       const env = envNamesInSrc();
-      expect(env).toEqual(['MFA_GATEWAY_FAILPOINTS', 'MFA_GATEWAY_LOG_LEVEL', 'UWS_USE_FALLBACK']);
+      expect(env).toEqual(['MFA_GATEWAY_FAILPOINTS', 'MFA_GATEWAY_LOG_LEVEL', 'MFA_GATEWAY_THREADS', 'UWS_USE_FALLBACK']);
       for (const name of env) expect(r.stdout).toMatch(new RegExp(`^  ${name} `, 'm'));
       expect(r.stdout).toContain('config/gateway.example.yaml');
     }
@@ -104,8 +104,8 @@ describe('check --print', () => {
     expect(effective['upstreams']).toEqual({
       u: { url: 'https://svc:[redacted]@api.internal/v1', connections: 128, maxQueue: 1024, timeouts: { connect: '2s', headers: '30s', body: '30s' } },
     });
-    expect(effective['verifier']).toMatchObject({ threads: 2, jwksCooldown: '30s', jwksTimeout: '5s', taskTimeout: '2s', cache: { max: 100_000, maxTtl: '5m' } });
-    expect(effective['server']).toMatchObject({ drainTimeout: '10s', realm: 'mfa-gateway' });
+    expect(effective['verifier']).toMatchObject({ threads: 1, jwksCooldown: '30s', jwksTimeout: '5s', taskTimeout: '2s', cache: { max: 100_000, maxTtl: '5m' } });
+    expect(effective['server']).toMatchObject({ drainTimeout: '10s', realm: 'mfa-gateway', threads: 'auto' });
     expect(effective['log']).toEqual({ level: 'info' });
     expect(Object.keys(effective)).toEqual([
       'listen', 'admin', 'server', 'verifier', 'issuers', 'upstreams', 'mfa', 'routes', 'identityHeaders', 'headers', 'audit', 'rateLimit', 'log',
