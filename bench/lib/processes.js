@@ -117,8 +117,11 @@ export function gatewayConfig({ port, adminPort, upstreamUrl, jwksFile, threads,
   return {
     listen: { host: '127.0.0.1', port },
     admin: { host: '127.0.0.1', port: adminPort },
-    // One front-end thread: the per-request CPU figures measure one loop (the threads-2 run sets 2).
-    server: { drainTimeout: '5s', threads: 1 },
+    // One front-end thread: the per-request CPU figures measure one loop. Pinned by
+    // MFA_GATEWAY_THREADS=1 (what `auto` means; startGatewayProcess sets it) rather than
+    // by the key, so a --baseline-dist build from before server.threads starts with the
+    // same file; the threads-2 run sets the key, which wins over the variable.
+    server: { drainTimeout: '5s' },
     verifier: { threads, maxQueue: 1024, cache: { max: 100_000, maxTtl: '5m', negativeTtl: '10s', negativeMax: 10_000 } },
     issuers: [
       {
@@ -225,7 +228,7 @@ export async function startGatewayProcess({ dir, cpus, upstreamUrl, jwksFile, th
   const configFile = join(dir, 'gateway.yaml');
   writeFileSync(configFile, YAML.stringify(config));
   // nodeArgs e.g. ['--cpu-prof', '--cpu-prof-dir=.tmp/profiles'] to see where the gateway spends its time.
-  const child = launch(pinnedCommand(cpus, [process.execPath, ...nodeArgs, cli, 'start', '--config', configFile]), { stdout: 'ignore' });
+  const child = launch(pinnedCommand(cpus, [process.execPath, ...nodeArgs, cli, 'start', '--config', configFile]), { stdout: 'ignore', env: { MFA_GATEWAY_THREADS: '1' } });
   try {
     await waitReady(`http://127.0.0.1:${adminPort}/readyz`, child, readyTimeoutMs);
   } catch (err) {
