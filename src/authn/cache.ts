@@ -20,6 +20,7 @@ import { LRUCache } from 'lru-cache';
 import { REASONS } from '../reasons.js';
 import { tokenFailure } from './failures.js';
 import type { Principal } from '../authz/claims.js';
+import type { CompiledConfig } from '../config/state.js';
 import type { TokenFailure, TokenSuccess, VerifyResult } from './types.js';
 
 /**
@@ -73,6 +74,16 @@ export interface TokenCacheLimits {
   readonly negativeMax: number;
   /** How long a failure is remembered, ms. */
   readonly negativeTtlMs: number;
+}
+
+/** The cache limits `verifier.cache` sets (the verifier's and every front-end thread's cache). */
+export function cacheLimits(v: CompiledConfig['verifier']): TokenCacheLimits {
+  return { max: v.cacheMax, maxTtlMs: v.cacheMaxTtlMs, negativeMax: v.negativeMax, negativeTtlMs: v.negativeTtlMs };
+}
+
+/** Whether two `verifier` settings give the caches the same limits (a reload that changes them resizes). */
+export function sameCacheLimits(a: CompiledConfig['verifier'], b: CompiledConfig['verifier']): boolean {
+  return a.cacheMax === b.cacheMax && a.cacheMaxTtlMs === b.cacheMaxTtlMs && a.negativeMax === b.negativeMax && a.negativeTtlMs === b.negativeTtlMs;
 }
 
 /** Why entries left a cache since the last summary, by lru-cache's reason. */

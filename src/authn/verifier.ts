@@ -14,7 +14,7 @@ import type { CompiledConfig, CompiledIssuer } from '../config/state.js';
 import { refreezePrincipal, type Principal } from '../authz/claims.js';
 import { GatewayError } from '../errors.js';
 import { jwsForm } from './extract.js';
-import { TokenCache } from './cache.js';
+import { cacheLimits, sameCacheLimits, TokenCache } from './cache.js';
 import { singleFlight } from './single-flight.js';
 import { tokenFailure } from './failures.js';
 import { decodeJsonSegment } from './jws.js';
@@ -108,10 +108,7 @@ class TokenVerifier implements Verifier {
       ...(options.random ? { random: options.random } : {}),
     };
     for (const issuer of config.issuers) this.byIss.set(issuer.issuer, this.runtimeFor(issuer));
-    this.cache = new TokenCache(
-      { max: this.cfg.cacheMax, maxTtlMs: this.cfg.cacheMaxTtlMs, negativeMax: this.cfg.negativeMax, negativeTtlMs: this.cfg.negativeTtlMs },
-      this.now,
-    );
+    this.cache = new TokenCache(cacheLimits(this.cfg), this.now);
     this.evictionLog = setInterval(() => this.logEvictions(), EVICTION_LOG_MS);
     this.evictionLog.unref();
     if (this.cfg.threads > 0) {
@@ -165,8 +162,7 @@ class TokenVerifier implements Verifier {
       (old === undefined ? added : replaced).push(issuer.name);
     }
     const removed = [...before.keys()].filter((name) => !next.issuers.some((i) => i.name === name));
-    const c = this.cfg;
-    const cacheResized = c.cacheMax !== cfg.cacheMax || c.cacheMaxTtlMs !== cfg.cacheMaxTtlMs || c.negativeMax !== cfg.negativeMax || c.negativeTtlMs !== cfg.negativeTtlMs;
+    const cacheResized = !sameCacheLimits(this.cfg, cfg);
     // As at start: the new key sets are fetched before they serve, so the first token of a
     // changed issuer does not wait for them (a failure is readiness's to report).
     await Promise.all(fresh.map((r) => r.store.load()));
@@ -188,7 +184,7 @@ class TokenVerifier implements Verifier {
         this.cfg = cfg;
         if (cacheResized) {
           this.logEvictions();
-          this.cache = this.cache.withLimits({ max: cfg.cacheMax, maxTtlMs: cfg.cacheMaxTtlMs, negativeMax: cfg.negativeMax, negativeTtlMs: cfg.negativeTtlMs });
+          this.cache = this.cache.withLimits(cacheLimits(cfg));
         }
         const changed = gone.size > 0 || added.length > 0;
         // A token being verified under an issuer's old settings must not be joined by a

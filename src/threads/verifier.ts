@@ -6,7 +6,7 @@
 import type { JWK } from 'jose';
 import type { GatewayState } from '../config/state.js';
 import { refreezePrincipal } from '../authz/claims.js';
-import { TokenCache } from '../authn/cache.js';
+import { cacheLimits, TokenCache } from '../authn/cache.js';
 import { tokenFailure } from '../authn/failures.js';
 import { singleFlight } from '../authn/single-flight.js';
 import type { Verifier, VerifierReconfiguration, VerifyResult } from '../authn/types.js';
@@ -71,17 +71,14 @@ export class RemoteVerifier implements Verifier {
 
   /** The main thread's answer, cached here as the main thread cached it (a cache swapped by clear() meanwhile is left alone). */
   private keep(cache: TokenCache, token: string, r: VerifyResult): VerifyResult {
-    if (cache !== this.cache) return r.ok ? { ok: true, principal: refreezePrincipal(r.principal) } : r;
-    if (r.ok) {
-      const principal = refreezePrincipal(r.principal);
-      const tolerance = this.state().issuerByName.get(principal.issuer)?.clockToleranceSec ?? 0;
-      return cache.accept(token, principal, tolerance);
-    }
-    return cache.remember(token, Object.freeze(r));
+    const current = cache === this.cache;
+    if (!r.ok) return current ? cache.remember(token, Object.freeze(r)) : r;
+    const principal = refreezePrincipal(r.principal);
+    if (!current) return { ok: true, principal };
+    return cache.accept(token, principal, this.state().issuerByName.get(principal.issuer)?.clockToleranceSec ?? 0);
   }
 
   private newCache(): TokenCache {
-    const v = this.state().verifier;
-    return new TokenCache({ max: v.cacheMax, maxTtlMs: v.cacheMaxTtlMs, negativeMax: v.negativeMax, negativeTtlMs: v.negativeTtlMs }, this.now);
+    return new TokenCache(cacheLimits(this.state().verifier), this.now);
   }
 }
