@@ -13,6 +13,7 @@ import { mountAdmin, type AdminRoute } from './server/admin.js';
 import { listenExclusive } from './server/listen.js';
 import { SYSTEM_RUNTIME, type Runtime } from './runtime.js';
 import { recordRequest } from './observe/record.js';
+import { reportsTo, type Reports } from './observe/reports.js';
 import { loadUws } from './server/uws.js';
 import { createLogger, type Logger } from './observe/log.js';
 import { createAudit, type Audit } from './observe/audit.js';
@@ -77,6 +78,8 @@ interface Process {
   audit: Audit;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** Internal errors, unhandled rejections and spraying blocks: logged once and counted. */
+  readonly reports: Reports;
   /** A verifier for a state, its key sets fetched once (start, or a reload that adds the first issuer). */
   startVerifier(state: GatewayState): Promise<Verifier>;
   /** Opens the audit destination of a state (throws when it cannot be opened). */
@@ -105,10 +108,8 @@ async function startProcess(state: GatewayState, options: GatewayOptions): Promi
     createAudit(s.audit, { now: runtime.now, onError: (err) => logger.error({ err: err.message }, 'audit destination failed') });
   // Before anything starts: a secret that cannot be read is a start-up failure, with no verifier to stop.
   const lifecycle = buildLifecycle(state, { runtime, log: (level, msg, fields) => logger[level](fields, msg) });
-  const sprayingBlocked = (client: string): void => {
-    metrics.sprayingBlocked();
-    logger.warn({ client }, 'token spraying: address blocked');
-  };
+  const reports = reportsTo(logger, metrics);
+  const sprayingBlocked = reports.sprayingBlocked;
   let sharedState: SharedState;
   try {
     // Before the verifier and the listeners: the first requests see the shared revocation list.
@@ -134,12 +135,7 @@ async function startProcess(state: GatewayState, options: GatewayOptions): Promi
     lifecycle.close();
     throw err;
   }
-  const reportInternal = (ctx: RequestContext | null, err: unknown): void => {
-    metrics.internalError();
-    // The message and stack only: never request data, which could hold a token.
-    const e = err instanceof Error ? err : new Error(String(err));
-    logger.error({ request_id: ctx?.requestId ?? null, route: ctx?.route?.name ?? null, err: e.message, stack: e.stack }, 'internal error while handling a request');
-  };
+
   const shared: SharedServices = {
     runtime,
     verifier,
@@ -147,11 +143,10 @@ async function startProcess(state: GatewayState, options: GatewayOptions): Promi
     metrics,
     ...lifecycle.services,
     replay: sharedState.replay,
-    internalError: reportInternal,
+    internalError: reports.internalError,
     sprayingBlocked,
     log: (level, msg, fields) => logger[level](fields, msg),
   };
-  const onMissingReason = (c: RequestContext) => reportInternal(c, new Error('a request finished without a reason'));
   return {
     shared,
     lifecycle,
@@ -167,13 +162,14 @@ async function startProcess(state: GatewayState, options: GatewayOptions): Promi
     },
     logger,
     metrics,
+    reports,
     startVerifier,
     openAudit,
     setVerifier(v) {
       verifier = v;
       (shared as { verifier: Verifier | null }).verifier = v;
     },
-    record: (ctx) => recordRequest(ctx, audit, metrics, logger, onMissingReason),
+    record: (ctx) => recordRequest(ctx, audit, metrics, logger, reports.missingReason),
     async close() {
       await sharedState.close();
       lifecycle.close();
@@ -202,11 +198,7 @@ export async function startGateway(state: GatewayState, options: GatewayOptions 
 
   // Defence in depth behind the per-request boundary: a promise chain that escaped it is
   // logged and counted, and the process keeps serving (Node's default would exit).
-  const onUnhandled = (reason: unknown): void => {
-    metrics.internalError();
-    const e = reason instanceof Error ? reason : new Error(String(reason));
-    logger.error({ err: e.message, stack: e.stack }, 'internal error: unhandled promise rejection');
-  };
+  const onUnhandled = proc.reports.unhandledRejection;
   process.on('unhandledRejection', onUnhandled);
 
   let front: FrontEnd | ThreadedFront | null = null;

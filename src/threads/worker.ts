@@ -18,12 +18,12 @@ import { createLogger } from '../observe/log.js';
 import { createMetrics } from '../observe/metrics.js';
 import { isoTimeOf, type Audit } from '../observe/audit.js';
 import { auditLine } from '../observe/audit-line.js';
+import { reportsTo } from '../observe/reports.js';
 import { recordRequest } from '../observe/record.js';
 import { createRateLimits } from '../limits/limits.js';
 import { buildLifecycle } from '../lifecycle.js';
 import { ReplayUnavailableError, type ReplayStore } from '../dpop/replay.js';
 import type { Revocations, SharedServices } from '../pipeline/services.js';
-import type { RequestContext } from '../pipeline/context.js';
 import { connectionShare } from './count.js';
 import { PortLimitStore } from './limits.js';
 import { RemoteVerifier } from './verifier.js';
@@ -89,21 +89,15 @@ async function main(): Promise<void> {
   const store = new PortLimitStore(state.state.syncIntervalMs, (items) =>
     ask((id) => ({ t: 'sync', id, items })).then((m) => (m.t === 'totals' ? m.totals : null)),
   (key, until) => send({ t: 'block', key, until }));
-  const sprayingBlocked = (client: string): void => {
-    metrics.sprayingBlocked();
-    logger.warn({ thread: data.index, client }, 'token spraying: address blocked');
-  };
+  const reports = reportsTo(logger, metrics, { thread: data.index });
+  const sprayingBlocked = reports.sprayingBlocked;
   // Always one, even with no issuer yet: a reload may add the first (the main thread then starts its verifier).
   const verifier = new RemoteVerifier(
     () => state,
     (token) => ask((id) => ({ t: 'verify', id, token })),
     (issuer, alg, kid) => ask((id) => ({ t: 'key', id, issuer, alg, kid })),
   );
-  const reportInternal = (ctx: RequestContext | null, err: unknown): void => {
-    metrics.internalError();
-    const e = err instanceof Error ? err : new Error(String(err));
-    logger.error({ thread: data.index, request_id: ctx?.requestId ?? null, route: ctx?.route?.name ?? null, err: e.message, stack: e.stack }, 'internal error while handling a request');
-  };
+
   const shared: SharedServices = {
     runtime,
     verifier,
@@ -112,15 +106,14 @@ async function main(): Promise<void> {
     ...lifecycle.services,
     revocations,
     replay,
-    internalError: reportInternal,
+    internalError: reports.internalError,
     sprayingBlocked,
     log: (level, msg, fields) => logger[level]({ thread: data.index, ...fields }, msg),
   };
   const audit = threadAudit(() => state, runtime.now);
-  const onMissingReason = (c: RequestContext): void => reportInternal(c, new Error('a request finished without a reason'));
   let fe: FrontEnd;
   try {
-    fe = await startFrontEnd(state, shared, (ctx) => recordRequest(ctx, audit, metrics, logger, onMissingReason), { port: data.port, shared: true });
+    fe = await startFrontEnd(state, shared, (ctx) => recordRequest(ctx, audit, metrics, logger, reports.missingReason), { port: data.port, shared: true });
   } catch (err) {
     send({ t: 'failed', error: (err as Error).message, code: (err as { code?: string }).code ?? null });
     lifecycle.close();
@@ -144,11 +137,7 @@ async function main(): Promise<void> {
     audit.flush();
     process.exit(1);
   });
-  process.on('unhandledRejection', (reason) => {
-    metrics.internalError();
-    const e = reason instanceof Error ? reason : new Error(String(reason));
-    logger.error({ thread: data.index, err: e.message, stack: e.stack }, 'internal error: unhandled promise rejection');
-  });
+  process.on('unhandledRejection', reports.unhandledRejection);
 
   port.on('message', (m: ToThread) => {
     switch (m.t) {
