@@ -169,11 +169,14 @@ describe('server.threads: 2', () => {
       expect(statuses).toEqual(Array.from({ length: 30 }, () => 200));
       await until(async () => samples(await metricsText(gw), 'mfa_gateway_thread_restarts_total').get('') === 1, 'the restart to be counted');
       expect(gw.logLines()).toContainEqual(expect.objectContaining({ level: 'error', msg: 'front-end thread died; starting another' }));
-      // Both threads serve again: fresh connections reach both.
+      // Both threads serve again: fresh connections reach both (each thread's count grows
+      // from what it was once the restart was counted, so a series the dead thread left
+      // behind cannot pass for the replacement).
+      const base = samples(await metricsText(gw), 'mfa_gateway_thread_requests_total');
       await until(async () => {
         await fresh(`${gw.url}/public/again`);
         const t = samples(await metricsText(gw), 'mfa_gateway_thread_requests_total');
-        return t.size === 2 && [...t.values()].every((v) => v > 0);
+        return t.size === 2 && [...t].every(([k, v]) => v > (base.get(k) ?? 0));
       }, 'both threads to serve');
       for (let i = 0; i < 20; i++) expect((await fresh(`${gw.url}/public/after-${i}`)).status).toBe(200);
       expect(gw.proc.exitCode).toBe(null);
