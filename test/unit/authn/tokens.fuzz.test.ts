@@ -26,7 +26,16 @@ function refForm(token: string): TokenForm {
   return parts.every(refCanonical) ? 'jws' : 'non_canonical';
 }
 
-/** RFC 6750 §2.1 / RFC 9110 §11, with regular expressions instead of a scan. */
+/** RFC 6750 §2.1 b64token, from its ABNF: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=" */
+const B64TOKEN_CHARS = new Set([...'ABCDEFGHIJKLMNOPQRSTUVWXYZ', ...'abcdefghijklmnopqrstuvwxyz', ...'0123456789', ...'-._~+/']);
+function refB64Token(token: string): boolean {
+  let end = token.length;
+  while (end > 0 && token[end - 1] === '=') end--;
+  const body = token.slice(0, end);
+  return body.length > 0 && [...body].every((c) => B64TOKEN_CHARS.has(c));
+}
+
+/** RFC 6750 §2.1 / RFC 9110 §11, spelt out instead of a scan. */
 function refExtract(value: string | undefined, count: number, max: number): Extracted {
   if (count > 1) return { kind: 'invalid_request', description: 'multiple Authorization headers' };
   if (value === undefined) return { kind: 'none' };
@@ -38,7 +47,7 @@ function refExtract(value: string | undefined, count: number, max: number): Extr
   const token = rest.replace(/^ +/, '');
   if (token === '') return { kind: 'invalid_request', description: 'empty bearer token' };
   if (token.length > max) return { kind: 'too_large' };
-  if (!/^[A-Za-z0-9\-._~+/]+=*$/.test(token)) return { kind: 'invalid_request', description: 'malformed bearer token' };
+  if (!refB64Token(token)) return { kind: 'invalid_request', description: 'malformed bearer token' };
   return { kind: 'token', token };
 }
 
