@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
  * The benchmark suite (`npm run bench`). Starts its own upstream (bench/upstream.js),
- * the floor proxy (bench/floor.js) and the built gateway (`node dist/cli.js start`), all
- * on loopback, drives them with autocannon (or, for `fixed-rate`, an open-loop driver),
+ * the floor proxy (bench/floor.js), the built gateway (`node dist/cli.js start`) and
+ * HAProxy as a peer, all on loopback, drives them with autocannon (or, for `fixed-rate`, an open-loop driver),
  * prints a table, checks bench/budgets.yaml and writes bench/results/.
  *
  *   node bench/run.js                       every scenario
@@ -23,7 +23,7 @@ import { budgetDeps, evaluateBudgets, loadBudgets } from './lib/budgets.js';
 import { drive } from './lib/load.js';
 import { coldSlices, measureScenario } from './lib/measure.js';
 import { choosePlacement, pinSelf, unpinSelf } from './lib/placement.js';
-import { redisExtra, threadsExtra, ROOT, startFloorProcess, startGatewayProcess, startRedisProcess, startUpstreamProcess } from './lib/processes.js';
+import { redisExtra, threadsExtra, ROOT, startFloorProcess, startGatewayProcess, startHaproxyProcess, startRedisProcess, startUpstreamProcess } from './lib/processes.js';
 import { baselineTable, textTable, writeResults } from './lib/report.js';
 import { byName, floorOf, GROUPS, SCENARIOS, select } from './lib/scenarios.js';
 import { breakSignature, createKeys, garbageTemplate, mint, mintMany } from './lib/tokens.js';
@@ -32,9 +32,9 @@ export const BUDGETS_FILE = join(ROOT, 'bench', 'budgets.yaml');
 export const RESULTS_DIR = join(ROOT, 'bench', 'results');
 
 /**
- * Defaults sized for a 2-core machine: the whole suite (24 scenarios of warm-up +
- * duration, three of them interleaved with partners, plus the token-bounded cold runs)
- * takes five to six minutes.
+ * Defaults sized for a 2-core machine: the whole suite (28 scenarios of warm-up +
+ * duration, six of them interleaved with partners, plus the token-bounded cold runs)
+ * takes six to seven minutes.
  */
 export const DEFAULTS = Object.freeze({
   connections: 64, // the gateway's throughput target (README "Benchmarks") is stated at 64 connections
@@ -94,6 +94,7 @@ function gitInfo() {
  * @param {string} [options.baselineDist] a second build's dist/: every gateway scenario runs against both, interleaved
  * @param {string[]} [options.gatewayNodeArgs] extra node arguments for the gateway process(es) (e.g. --cpu-prof)
  * @param {number} [options.rate] fixed-rate's requests/s (default: half of cached's req/s)
+ * @param {string} [options.haproxyBin] the HAProxy binary of the haproxy scenarios (default: `haproxy` on PATH)
  * @returns {Promise<object>} the report: { ok, failures, meta, rows, budgets, files }
  */
 export async function runSuite(options = {}) {
@@ -118,6 +119,8 @@ export async function runSuite(options = {}) {
 
   const dir = mkdtempSync(join(tmpdir(), 'mfa-gw-bench-'));
   const targets = {};
+  /** Why a target the selected scenarios need could not start: its rows fail with this. */
+  const unavailable = {};
   const exits = {};
   const rows = [];
   try {
@@ -131,6 +134,17 @@ export async function runSuite(options = {}) {
       // Pinned like the gateway: the floor's CPU per request is measured on the same core.
       targets.floor = await startFloorProcess({ cpus: placement.gateway, upstreamUrl: targets.upstream.url });
       log(`bench: floor proxy (bench/floor.js) on ${targets.floor.url}, pid ${targets.floor.pid}`);
+    }
+    if (needs('haproxy')) {
+      // Pinned like the gateway and the floor. Not installed (or not starting): its rows
+      // fail with the reason, and the rows interleaved with it run without it.
+      try {
+        targets.haproxy = await startHaproxyProcess({ dir, cpus: placement.gateway, upstreamUrl: targets.upstream.url, jwksFile: tokens.jwksFile, ...(options.haproxyBin ? { bin: options.haproxyBin } : {}) });
+        log(`bench: ${targets.haproxy.version} on ${targets.haproxy.url}, pid ${targets.haproxy.pid}, config ${targets.haproxy.configFile}`);
+      } catch (err) {
+        unavailable.haproxy = err.message;
+        log(`bench: ${err.message}`);
+      }
     }
     if (needs('gateway')) {
       const start = (cli) =>
@@ -193,6 +207,10 @@ export async function runSuite(options = {}) {
         rows.push(failedRow(row, `not running any more: ${dead.map((t) => `${t} (${targets[t].stderr().trim().split('\n').slice(-3).join(' | ')})`).join('; ')}`));
         continue;
       }
+      if (!targets[s.target] && unavailable[s.target]) {
+        rows.push(failedRow(row, unavailable[s.target]));
+        continue;
+      }
       if (s.rate && rate === null) rate = fixedRate(o, rows);
       if (s.rate && typeof rate === 'string') {
         rows.push(failedRow(row, rate));
@@ -200,11 +218,12 @@ export async function runSuite(options = {}) {
       }
       log(`▶ ${s.name}: ${s.what}`);
       try {
-        const ctx = { o, targets, tokens, connections, log, tty, signal: options.signal, byName, upstreamPid: targets.upstream.pid, gatewayCores: gatewayCores(placement), ...(s.rate ? { rate: rate.rps } : {}) };
+        const ctx = { o, targets, unavailable, tokens, connections, log, tty, signal: options.signal, byName, upstreamPid: targets.upstream.pid, gatewayCores: gatewayCores(placement), ...(s.rate ? { rate: rate.rps } : {}) };
         Object.assign(row, await measureScenario(s, ctx));
         if (s.rate) row.notes.unshift(`rate: ${rate.why}`);
         if (s.target === 'gatewayRedis') await noteSharedState(row, targets.gatewayRedis);
         if (s.target === 'gatewayThreads') await noteThreads(row, targets.gatewayThreads, placement, connections);
+        notePeer(row);
       } catch (err) {
         failedRow(row, `harness error: ${err.message}`);
       }
@@ -217,7 +236,7 @@ export async function runSuite(options = {}) {
     }
   } finally {
     // Gateways first (they drain towards the upstream), then the floor and the upstream.
-    for (const t of ['gateway', 'gatewayRedis', 'gatewayThreads', 'baseline', 'floor', 'upstream', 'redis']) if (targets[t]) exits[t] = await targets[t].stop();
+    for (const t of ['gateway', 'gatewayRedis', 'gatewayThreads', 'baseline', 'haproxy', 'floor', 'upstream', 'redis']) if (targets[t]) exits[t] = await targets[t].stop();
     if (placement.pinned) unpinSelf(placement.cores);
     rmSync(dir, { recursive: true, force: true });
   }
@@ -268,6 +287,7 @@ export async function runSuite(options = {}) {
       upstreamServer: targets.upstream?.server ?? 'not started',
       gatewayExit: exits.gateway ?? null,
       floorExit: exits.floor ?? null,
+      ...(targets.haproxy ? { haproxy: targets.haproxy.version } : {}),
       ...(baselineCli ? { baselineDist: resolve(options.baselineDist), baselineExit: exits.baseline ?? null } : {}),
       options: o,
     },
@@ -297,12 +317,12 @@ async function warmUp(targets, tokens, o, signal, log) {
     log(`bench: warming the floor proxy up (${seconds} s, discarded)`);
     await drive({ ...common, url: targets.floor.url, headers: bearer });
   }
+  if (targets.haproxy) {
+    log(`bench: warming HAProxy up (${seconds} s, discarded)`);
+    await drive({ ...common, url: targets.haproxy.url, headers: bearer });
+  }
 }
 
-/**
- * The redis-state gateway's ratio means something only if it was sharing: the store up
- * and counts synced during the run (its /metrics); otherwise the row fails.
- */
 /** The gateways a run may start, as the log and the failures name them. */
 const GATEWAY_NAMES = { gateway: 'gateway', gatewayRedis: 'redis-state gateway', gatewayThreads: 'two-thread gateway', baseline: 'baseline gateway' };
 
@@ -338,6 +358,24 @@ async function noteThreads(row, gw, placement, connections) {
   }
 }
 
+/**
+ * A gateway row interleaved with HAProxy (`cached` with `haproxy`, `warm-10k` with
+ * `haproxy-10k`): its req/s and CPU per request over HAProxy's in the same seconds.
+ */
+function notePeer(row) {
+  for (const [name, p] of Object.entries(row.paired ?? {})) {
+    if (byName.get(name).target !== 'haproxy' || !p.ok || !(p.rps > 0)) continue;
+    const us = row.cpu?.gatewayUsPerRequest;
+    const peerUs = p.cpu?.gatewayUsPerRequest;
+    const cpu = typeof us === 'number' && typeof peerUs === 'number' && peerUs > 0 ? `, CPU per request ${(us / peerUs).toFixed(2)}×` : '';
+    row.notes.push(`÷ ${name}: ${(row.rps / p.rps).toFixed(2)}× req/s${cpu} (interleaved)`);
+  }
+}
+
+/**
+ * The redis-state gateway's ratio means something only if it was sharing: the store up
+ * and counts synced during the run (its /metrics); otherwise the row fails.
+ */
 async function noteSharedState(row, gw) {
   try {
     const text = await (await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
@@ -388,8 +426,9 @@ async function mintTokens(scenarios, o, dir, log, withBaseline) {
   tokens.stepup = await mint(keys.RS256, { amr: ['pwd'] });
   tokens.invalid = breakSignature(await mint(keys.RS256));
   tokens.sprayTemplate = garbageTemplate(keys.RS256);
-  // Cache hits do not depend on the algorithm; EdDSA tokens are the quickest to mint.
-  if (names.has('warm-10k')) tokens.warm = await mintMany(keys.EdDSA, o.warmTokens);
+  // RS256, as `cached`'s token (same length, so the same cache-key work), because
+  // haproxy-10k sends HAProxy the same tokens and HAProxy 2.6 verifies no EdDSA.
+  if (names.has('warm-10k') || names.has('haproxy-10k')) tokens.warm = await mintMany(keys.RS256, o.warmTokens);
   // A few more than the run sends: autocannon builds a connection's next request before
   // it knows the run is over, once per run (a cold run against two builds is cut in slices;
   // each build has its own cache, so both are sent the same never-seen tokens).
@@ -426,6 +465,8 @@ Options (environment variable in brackets):
       --gateway-node-args="..."  extra node arguments for the gateway (and the baseline gateway)
                             [BENCH_GATEWAY_NODE_ARGS], e.g. --gateway-node-args="--cpu-prof --cpu-prof-dir=.tmp/profiles"
       --gateway-cli FILE    bench another build's cli.js instead of dist/cli.js [BENCH_GATEWAY_CLI]
+      --haproxy FILE        the HAProxy binary of the haproxy scenarios [BENCH_HAPROXY] (haproxy on PATH;
+                            Debian: apt-get install -y haproxy)
       --baseline-dist DIR   before/after: run every selected gateway scenario against this build and
                             against DIR/cli.js (another build's dist/), interleaved in ABBA slices, and
                             report req/s and CPU per request of both [BENCH_BASELINE_DIST]
@@ -468,6 +509,7 @@ export function parseCli(argv, env = process.env) {
       'no-pin': { type: 'boolean' },
       'gateway-node-args': { type: 'string' },
       'gateway-cli': { type: 'string' },
+      haproxy: { type: 'string' },
       'baseline-dist': { type: 'string' },
       'no-budgets': { type: 'boolean' },
       budgets: { type: 'string' },
@@ -491,6 +533,8 @@ export function parseCli(argv, env = process.env) {
   if (values['no-pin'] || env.BENCH_PIN === '0') options.pin = false;
   const cliFile = values['gateway-cli'] ?? env.BENCH_GATEWAY_CLI;
   if (cliFile) options.gatewayCli = cliFile;
+  const haproxyBin = values.haproxy ?? env.BENCH_HAPROXY;
+  if (haproxyBin) options.haproxyBin = haproxyBin;
   const baselineDist = values['baseline-dist'] ?? env.BENCH_BASELINE_DIST;
   if (baselineDist) options.baselineDist = baselineDist;
   const nodeArgs = values['gateway-node-args'] ?? env.BENCH_GATEWAY_NODE_ARGS;

@@ -1,16 +1,17 @@
 /**
  * The child processes of a bench run: the bench upstream (bench/upstream.js), the
- * floor proxy (bench/floor.js) and the built gateway (`node dist/cli.js start --config
- * FILE`, and a second, older build with --baseline-dist), each optionally pinned with
- * taskset. All are always stopped by their pid, never by name.
+ * floor proxy (bench/floor.js), the built gateway (`node dist/cli.js start --config
+ * FILE`, and a second, older build with --baseline-dist) and HAProxy as a peer, each
+ * optionally pinned with taskset. All are always stopped by their pid, never by name.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { createPublicKey } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import YAML from 'yaml';
 import { pinnedCommand } from './placement.js';
-import { ALGORITHMS, AUDIENCE, ISSUER, ROLE, SCOPE } from './tokens.js';
+import { ALGORITHMS, AUDIENCE, ISSUER, KID, ROLE, SCOPE } from './tokens.js';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const CLI = join(ROOT, 'dist', 'cli.js');
@@ -62,6 +63,20 @@ async function stopProcess(child, graceMs = 10_000) {
 }
 
 /**
+ * What every started process offers the run: its pid (for /proc CPU), the tail of its
+ * stderr, whether it is still running (false once it exited on its own) and stop()
+ * (SIGTERM, then SIGKILL after `graceMs`).
+ */
+function handle(child, graceMs) {
+  return {
+    pid: child.proc.pid,
+    stderr: child.stderr,
+    alive: () => child.proc.exitCode === null && child.proc.signalCode === null,
+    stop: () => stopProcess(child, graceMs),
+  };
+}
+
+/**
  * Starts a child that prints one JSON line `{"port":N,"server":…}` on stdout once it
  * listens (bench/upstream.js, bench/floor.js).
  * @returns {Promise<{ url: string, port: number, server: string, pid: number, stderr: () => string, alive: () => boolean, stop(): Promise<{code:number|null,signal:string|null}> }>}
@@ -81,10 +96,7 @@ async function startListener(argv, what) {
     url: `http://127.0.0.1:${info.port}`,
     port: info.port,
     server: info.server,
-    pid: child.proc.pid,
-    stderr: child.stderr,
-    alive: () => child.proc.exitCode === null && child.proc.signalCode === null,
-    stop: () => stopProcess(child, 3000),
+    ...handle(child, 3000),
   };
 }
 
@@ -188,10 +200,146 @@ export async function startRedisProcess({ cpus }) {
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
-    pid: child.proc.pid,
-    stderr: child.stderr,
-    alive: () => child.proc.exitCode === null && child.proc.signalCode === null,
-    stop: () => stopProcess(child, 3000),
+    ...handle(child, 3000),
+  };
+}
+
+/**
+ * HAProxy's configuration as the bench's peer (issues 12 and 13 compare the gateway with
+ * HAProxy 2.6 verifying an RS256 JWT on every request with `jwt_verify`, no cache).
+ *
+ * What it checks, in this order, refusing with 401 at the first that fails: a bearer
+ * token is present (RFC 6750 §2.1); its JOSE header's `alg` is exactly RS256 (RFC 8725
+ * §3.1: never trust the token's own choice); `iss` is the bench issuer and `aud` the bench
+ * audience (a string: an `aud` array is refused, stricter than RFC 7519 §4.1.3); `exp`
+ * is after now (RFC 7519 §4.1.4, whole seconds, no leeway); the RS256 signature against
+ * the bench key's public PEM (RFC 7515 §5.2). The cheap claim checks come first, as a
+ * HAProxy user would order them; for the bench's valid tokens every check runs.
+ *
+ * What it does not do, and the gateway does on the same requests, so HAProxy's rows are
+ * the cost of a signature check per request and little else: no MFA (`amr`/`acr`,
+ * `auth_time` age), no roles or scopes, no `nbf`/`iat`, no `kid` lookup in a JWKS (one
+ * PEM), no JSON validation of header or payload (jwt_verify checks the signature only,
+ * HAProxy's documentation says so), no identity headers to the upstream, no
+ * `x-forwarded-*`/request id, no audit line, no metrics, no routing beyond one backend.
+ * And no cache: every request is a full RSA verification, as in the issues' figures.
+ */
+export function haproxyConfig({ port, upstreamUrl, pemFile }) {
+  const up = new URL(upstreamUrl);
+  return `# Written by bench/lib/processes.js (haproxyConfig); see the comment there.
+global
+    # One thread, as the gateway's one front-end thread; the process is pinned with
+    # taskset to the gateway's core, so both have the same one core.
+    nbthread 1
+    # Room for the bench's 64 client and up to 128 upstream connections; the default
+    # depends on the file-descriptor limit.
+    maxconn 4096
+    # No "log" line anywhere: HAProxy writes no log (the gateway writes its audit line
+    # to /dev/null, which still costs it the formatting and the write).
+
+defaults
+    mode http
+    # Keep-alive on both sides (HAProxy's default, said explicitly): the gateway keeps
+    # client connections open and pools upstream ones.
+    option http-keep-alive
+    # Upstream connect 2 s and headers/body 30 s are the gateway's upstream defaults
+    # (config/gateway.example.yaml upstreams.*.timeouts).
+    timeout connect 2s
+    timeout server 30s
+    # uWebSockets.js closes an idle client connection after 10 s: the same for a client
+    # that sends nothing, an incomplete request head or nothing between two requests.
+    timeout client 10s
+    timeout http-request 10s
+    timeout http-keep-alive 10s
+
+frontend bench
+    bind 127.0.0.1:${port}
+    http-request set-var(txn.bearer) http_auth_bearer
+    http-request deny deny_status 401 unless { var(txn.bearer) -m found }
+    http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')
+    http-request deny deny_status 401 unless { var(txn.alg) -m str RS256 }
+    http-request set-var(txn.iss) var(txn.bearer),jwt_payload_query('$.iss')
+    http-request deny deny_status 401 unless { var(txn.iss) -m str ${ISSUER} }
+    http-request set-var(txn.aud) var(txn.bearer),jwt_payload_query('$.aud')
+    http-request deny deny_status 401 unless { var(txn.aud) -m str ${AUDIENCE} }
+    http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('$.exp','int')
+    http-request set-var(txn.now) date()
+    http-request deny deny_status 401 unless { var(txn.exp),sub(txn.now) -m int gt 0 }
+    # The key is named literally so that HAProxy loads it at start-up (its documentation:
+    # no disk access at run time); alg is literal too, having been checked above.
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify("RS256","${pemFile}") -m int 1 }
+    default_backend upstream
+
+backend upstream
+    # Idle upstream connections are shared by every client connection, as the gateway's
+    # undici pool is: without it HAProxy would tie each server connection to one client.
+    http-reuse always
+    # At most the gateway's pool size (UPSTREAM_CONNECTIONS) in use at once.
+    server bench ${up.hostname}:${up.port} maxconn ${UPSTREAM_CONNECTIONS}
+`;
+}
+
+/** The public half of the bench's RS256 key (the one `kid` in the JWKS file the gateway reads) as a PEM SubjectPublicKeyInfo. */
+export function rs256PublicPem(jwksFile) {
+  const jwk = JSON.parse(readFileSync(jwksFile, 'utf8')).keys.find((k) => k.kid === KID.RS256);
+  if (!jwk) throw new Error(`${jwksFile} has no key ${KID.RS256}`);
+  const { kid, alg, use, ...key } = jwk;
+  return createPublicKey({ key, format: 'jwk' }).export({ type: 'spki', format: 'pem' });
+}
+
+export const HAPROXY_MISSING = "haproxy is not installed: apt-get install -y haproxy (Debian's package), needed by the haproxy scenarios";
+
+/**
+ * Starts HAProxy (`bin`, default Debian's `haproxy`) in the foreground (`-db`) with
+ * haproxyConfig() written to `dir`, pinned like the gateway. Resolves once it answers;
+ * its first answer, to a request without a token, must be 401, or the config is not
+ * verifying and the run stops here.
+ * @param {{ dir: string, cpus: string | null, upstreamUrl: string, jwksFile: string, bin?: string }} options
+ */
+export async function startHaproxyProcess({ dir, cpus, upstreamUrl, jwksFile, bin = 'haproxy', readyTimeoutMs = 10_000 }) {
+  let found = spawnSync(bin, ['-v'], { encoding: 'utf8' });
+  // Debian installs it in /usr/sbin, which is on root's PATH but not on other users'.
+  if (bin === 'haproxy' && (found.error || found.status !== 0) && existsSync('/usr/sbin/haproxy')) {
+    bin = '/usr/sbin/haproxy';
+    found = spawnSync(bin, ['-v'], { encoding: 'utf8' });
+  }
+  if (found.error || found.status !== 0) throw new Error(bin === 'haproxy' ? HAPROXY_MISSING : `${bin} -v failed: ${found.error?.message ?? found.stderr.trim()} (${HAPROXY_MISSING})`);
+  const version = found.stdout.split('\n')[0].trim();
+  const pemFile = join(dir, 'haproxy-rs256.pem');
+  writeFileSync(pemFile, rs256PublicPem(jwksFile));
+  const port = await freePort();
+  const configFile = join(dir, 'haproxy.cfg');
+  writeFileSync(configFile, haproxyConfig({ port, upstreamUrl, pemFile }));
+  const child = launch(pinnedCommand(cpus, [bin, '-db', '-f', configFile]), { stdout: 'ignore' });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + readyTimeoutMs;
+  let exited = null;
+  void child.exited.then((e) => (exited = e));
+  let status = null;
+  while (status === null) {
+    if (exited) throw new Error(`haproxy exited (code ${exited.code}, signal ${exited.signal}) before it was ready:\n${child.stderr().trim()}`);
+    try {
+      const r = await fetch(`${url}/api/hello`, { signal: AbortSignal.timeout(1000) });
+      await r.arrayBuffer();
+      status = r.status;
+    } catch {
+      if (Date.now() > deadline) {
+        await stopProcess(child, 2000);
+        throw new Error(`haproxy not answering after ${readyTimeoutMs} ms:\n${child.stderr().trim()}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  if (status !== 401) {
+    await stopProcess(child, 2000);
+    throw new Error(`haproxy answered ${status} to a request without a token (expected 401): its config does not verify`);
+  }
+  return {
+    url,
+    port,
+    version,
+    configFile,
+    ...handle(child, 3000),
   };
 }
 
@@ -240,12 +388,8 @@ export async function startGatewayProcess({ dir, cpus, upstreamUrl, jwksFile, th
     port,
     adminPort,
     configFile,
-    pid: child.proc.pid,
-    stderr: child.stderr,
-    /** False once the process has exited (crashed) on its own. */
-    alive: () => child.proc.exitCode === null && child.proc.signalCode === null,
-    /** SIGTERM (the contract: drain, exit 0); SIGKILL after 10 s. */
-    stop: () => stopProcess(child, 10_000),
+    // stop(): SIGTERM (the contract: drain, exit 0); SIGKILL after 10 s.
+    ...handle(child, 10_000),
   };
 }
 

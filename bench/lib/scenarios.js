@@ -16,6 +16,9 @@
  *   (processes.js redisExtra), against the bench's own redis-server
  * - `target: 'gatewayThreads'`: a second gateway, the same config with `server.threads: 2`
  *   (processes.js threadsExtra), unpinned: every other gateway runs `server.threads: 1`
+ * - `target: 'haproxy'`: HAProxy (Debian's 2.6) as a peer, pinned like the gateway,
+ *   verifying the RS256 token of every request with `jwt_verify` and no cache
+ *   (processes.js haproxyConfig says what it checks and what it does not)
  */
 /** The request of upload-1m and its baseline and floor: a 1 MiB POST with the cached token. */
 const UPLOAD_1M = { method: 'POST', path: '/api/upload', body: 'upload', token: 'cached', expect: '2xx', conn: 'body', baseline: 'direct-upload-1m' };
@@ -99,6 +102,30 @@ export const SCENARIOS = [
     what: 'the floor proxy with 1 MiB request bodies streamed through: the floor of upload-1m',
   },
   {
+    name: 'haproxy',
+    target: 'haproxy',
+    path: '/api/hello',
+    // The very request `cached` sends; `cached` is also measured interleaved with it.
+    token: 'cached',
+    expect: '2xx',
+    conn: 'main',
+    baseline: 'direct',
+    floor: 'floor',
+    what: 'HAProxy 2.6 pinned like the gateway (one thread), verifying the RS256 token of every request with jwt_verify (alg, iss, aud, exp, signature; no cache, no MFA, no roles), sent the request cached sends: the peer of issue 12',
+  },
+  {
+    name: 'haproxy-10k',
+    target: 'haproxy',
+    path: '/api/hello',
+    // The tokens `warm-10k` sends, in the same order; `warm-10k` is also measured interleaved with it.
+    token: 'warm',
+    expect: '2xx',
+    conn: 'main',
+    baseline: 'direct',
+    floor: 'floor',
+    what: 'HAProxy as in haproxy, sent the 10,000 distinct tokens warm-10k sends (each request a full verification, as every request is): the peer of issue 13',
+  },
+  {
     name: 'none',
     target: 'gateway',
     path: '/public/hello',
@@ -117,9 +144,9 @@ export const SCENARIOS = [
     target: 'gateway',
     path: '/api/hello',
     token: 'cached',
-    // Measured in slices interleaved with `none` and `floor` (bench/lib/measure.js): the
-    // ratios this product promises are held against the same seconds of the same machine.
-    pairedWith: ['none', 'floor'],
+    // Measured in slices interleaved with `none`, `floor` and `haproxy` (bench/lib/measure.js):
+    // the ratios this product promises are held against the same seconds of the same machine.
+    pairedWith: ['none', 'floor', 'haproxy'],
     expect: '2xx',
     conn: 'main',
     baseline: 'direct',
@@ -155,11 +182,13 @@ export const SCENARIOS = [
     target: 'gateway',
     path: '/api/hello',
     token: 'warm',
+    // Interleaved with HAProxy sent the same tokens (issue 13's "10,000 distinct tokens").
+    pairedWith: ['haproxy-10k'],
     expect: '2xx',
     conn: 'main',
     baseline: 'direct',
     vsNone: true,
-    what: '10,000 distinct valid tokens, all verified once before the run: a cache that holds many users',
+    what: '10,000 distinct valid tokens, all verified once before the run: a cache that holds many users; interleaved with haproxy-10k',
   },
   {
     name: 'cold-rs256',
@@ -307,6 +336,7 @@ export const GROUPS = {
   cold: ['cold-rs256', 'cold-es256', 'cold-eddsa'],
   baselines: ['direct', 'direct-upload-1m', 'direct-download-1m', 'direct-slow'],
   floors: SCENARIOS.filter((s) => s.target === 'floor').map((s) => s.name),
+  peers: SCENARIOS.filter((s) => s.target === 'haproxy').map((s) => s.name),
 };
 
 export const byName = new Map(SCENARIOS.map((s) => [s.name, s]));

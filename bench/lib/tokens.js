@@ -12,6 +12,8 @@ export const AUDIENCE = 'bench-api';
 export const ROLE = 'bench.user';
 export const SCOPE = 'bench:read';
 export const ALGORITHMS = /** @type {const} */ (['RS256', 'ES256', 'EdDSA']);
+/** Each algorithm's key id in the JWKS file. */
+export const KID = Object.freeze(Object.fromEntries(ALGORITHMS.map((alg) => [alg, `bench-${alg.toLowerCase()}`])));
 
 /**
  * Generates one signing key per algorithm and writes their public halves as a JWKS
@@ -24,7 +26,7 @@ export async function createKeys(jwksFile) {
   const jwks = { keys: [] };
   for (const alg of ALGORITHMS) {
     const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
-    const kid = `bench-${alg.toLowerCase()}`;
+    const kid = KID[alg];
     jwks.keys.push({ ...(await exportJWK(publicKey)), kid, alg, use: 'sig' });
     keys[alg] = { kid, alg, privateKey };
   }

@@ -10,6 +10,7 @@
  * and the tokens it mints stay inside runSuite, so neither is checked here.
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { SignJWT } from 'jose';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +21,12 @@ import { runSuite } from '../../bench/run.js';
 import { SCENARIOS } from '../../bench/lib/scenarios.js';
 // @ts-expect-error bench/ is plain JavaScript without type declarations
 import { analyze } from '../../bench/lib/profile-top.js';
+// @ts-expect-error bench/ is plain JavaScript without type declarations
+import { HAPROXY_MISSING, startHaproxyProcess, startUpstreamProcess } from '../../bench/lib/processes.js';
+// @ts-expect-error bench/ is plain JavaScript without type declarations
+import { AUDIENCE, breakSignature, claims, createKeys, ISSUER, mint } from '../../bench/lib/tokens.js';
+// @ts-expect-error bench/ is plain JavaScript without type declarations
+import { SMALL_BODY } from '../../bench/upstream.js';
 
 interface Stats {
   requests: number;
@@ -42,7 +49,7 @@ interface Rate {
 }
 interface Row extends Stats {
   name: string;
-  target: 'upstream' | 'gateway' | 'floor';
+  target: 'upstream' | 'gateway' | 'floor' | 'haproxy';
   expect: '2xx' | number;
   ok: boolean;
   rps: number;
@@ -144,12 +151,29 @@ describe('bench harness smoke run', () => {
     expect(row('upload-1m').vsFloorCpu).toBeCloseTo(usPerRequest(row('upload-1m')) / usPerRequest(row('floor-upload-1m')), 10);
     // … and the interleaved ones against the floor slices measured beside them.
     const cached = row('cached');
-    expect(Object.keys(cached.paired!)).toEqual(['none', 'floor']);
+    expect(Object.keys(cached.paired!)).toEqual(['none', 'floor', 'haproxy']);
     expect(cached.paired!.floor!.requests).toBeGreaterThan(0);
     expect(cached.vsFloorCpu).toBeCloseTo(usPerRequest(cached) / usPerRequest(cached.paired!.floor), 10);
     const dl = row('download-64k');
     expect(dl.floor).toBe('floor-download-64k');
     expect(dl.vsFloorCpu).toBeCloseTo(usPerRequest(dl) / usPerRequest(dl.paired!['floor-download-64k']), 10);
+  });
+
+  it('runs HAProxy as a peer, interleaved with cached and warm-10k, and notes the ratios', () => {
+    for (const name of ['haproxy', 'haproxy-10k']) {
+      expect(row(name).target).toBe('haproxy');
+      expect(row(name).vsFloorCpu).toBeCloseTo(usPerRequest(row(name)) / usPerRequest(row('floor')), 10);
+    }
+    for (const [name, peer] of [['cached', 'haproxy'], ['warm-10k', 'haproxy-10k']] as const) {
+      const r = row(name) as Row & { notes: string[] };
+      const p = r.paired![peer]!;
+      expect(p.ok, name).toBe(true);
+      expect(p.requests, name).toBeGreaterThan(0);
+      expect(Object.keys(p.statuses), name).toEqual(['200']);
+      usPerRequest(p);
+      expect(r.notes.some((n) => n.startsWith(`÷ ${peer}: ${(r.rps / p.rps).toFixed(2)}× req/s`)), r.notes.join('; ')).toBe(true);
+    }
+    expect(Object.keys(row('warm-10k').paired!)).toEqual(['haproxy-10k']);
   });
 
   it('offers fixed-rate its rate open loop, and every request it generated was answered', () => {
@@ -246,4 +270,97 @@ describe('bench harness against a baseline build, with node arguments for the ga
       expect(Object.keys(a.where)).toEqual(expect.arrayContaining(['gateway', 'undici']));
     }
   });
+});
+
+describe('the HAProxy peer verifies every request and refuses what it must', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-gw-bench-haproxy-'));
+  let upstream: { url: string; stop(): Promise<unknown> };
+  let haproxy: { url: string; configFile: string; stop(): Promise<unknown> };
+  let keys: Record<string, { kid: string; alg: string; privateKey: CryptoKey }>;
+
+  beforeAll(async () => {
+    keys = await createKeys(join(dir, 'jwks.json'));
+    upstream = await startUpstreamProcess({ cpus: null });
+    haproxy = await startHaproxyProcess({ dir, cpus: null, upstreamUrl: upstream.url, jwksFile: join(dir, 'jwks.json') });
+  });
+  afterAll(async () => {
+    await haproxy?.stop();
+    await upstream?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const send = async (authorization?: string) => {
+    const r = await fetch(`${haproxy.url}/api/hello`, { headers: authorization ? { authorization } : {} });
+    return { status: r.status, body: await r.text() };
+  };
+  /** The bench's claims, signed with its RS256 key unless said otherwise, with `change` applied. */
+  const signed = (change: Record<string, unknown>, { alg = 'RS256', key = keys.RS256!.privateKey as CryptoKey | Uint8Array } = {}) => {
+    const now = Math.floor(Date.now() / 1000);
+    const body = { ...claims({ nowSec: now }), iss: ISSUER, aud: AUDIENCE, iat: now, exp: now + 600, ...change };
+    for (const [k, v] of Object.entries(body)) if (v === undefined) delete body[k as keyof typeof body];
+    return new SignJWT(body).setProtectedHeader({ alg, kid: keys.RS256!.kid, typ: 'JWT' }).sign(key);
+  };
+  const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+
+  it('passes a valid RS256 token of the bench key through to the upstream', async () => {
+    expect(await send(`Bearer ${await mint(keys.RS256)}`)).toEqual({ status: 200, body: SMALL_BODY });
+    expect(await send(`Bearer ${await signed({})}`)).toEqual({ status: 200, body: SMALL_BODY });
+  });
+
+  it('refuses with 401: no token, not a bearer token, a broken signature, another key, alg not RS256', async () => {
+    const valid = await mint(keys.RS256);
+    const [, payload] = valid.split('.');
+    const cases: Record<string, string | undefined> = {
+      'no Authorization header': undefined,
+      'Basic credentials': `Basic ${Buffer.from('a:b').toString('base64')}`,
+      'a broken signature': `Bearer ${breakSignature(valid)}`,
+      // The same claims under the ES256 key: alg ES256 is refused before any signature work.
+      'alg ES256': `Bearer ${await mint(keys.ES256)}`,
+      // alg HS256 keyed with the public key's bytes: the classic confusion attack (RFC 8725 §2.1).
+      'alg HS256': `Bearer ${await signed({}, { alg: 'HS256', key: new Uint8Array(readFileSync(join(dir, 'haproxy-rs256.pem'))) })}`,
+      'alg none': `Bearer ${b64({ alg: 'none', typ: 'JWT' })}.${payload}.`,
+      'an RS256 header on a body signed for another': `Bearer ${valid.split('.')[0]}.${(await signed({ sub: 'mallory' })).split('.')[1]}.${valid.split('.')[2]}`,
+    };
+    for (const [what, authorization] of Object.entries(cases)) expect((await send(authorization)).status, what).toBe(401);
+  });
+
+  it('refuses with 401 a validly signed token that is expired, has no exp, or another issuer or audience', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const cases: Record<string, Record<string, unknown>> = {
+      'expired a second ago': { exp: now - 1 },
+      'expiring now (RFC 7519 §4.1.4: not on or after exp)': { exp: now },
+      'no exp': { exp: undefined },
+      'another issuer': { iss: `${ISSUER}-other` },
+      'another audience': { aud: 'another-api' },
+    };
+    for (const [what, change] of Object.entries(cases)) expect((await send(`Bearer ${await signed(change)}`)).status, what).toBe(401);
+  });
+
+  it('has the key named literally in its config, logs nothing, one thread, upstream connections reused', () => {
+    const cfg = readFileSync(haproxy.configFile, 'utf8');
+    expect(cfg).toContain(`jwt_verify("RS256","${join(dir, 'haproxy-rs256.pem')}")`);
+    expect(cfg).toMatch(/^\s*nbthread 1$/m);
+    expect(cfg).toMatch(/^\s*http-reuse always$/m);
+    expect(cfg).not.toMatch(/^\s*log\b/m);
+  });
+});
+
+describe('bench harness without haproxy', () => {
+  it('fails the haproxy scenarios with the install line, not a skip', async () => {
+    const report = (await runSuite({ smoke: true, scenarios: ['cached'], haproxyBin: join(tmpdir(), 'no-such-haproxy'), resultsDir: null, log: () => {} })) as Report;
+    expect(report.rows.map((r) => r.name)).toEqual(['direct', 'floor', 'haproxy', 'none', 'cached']);
+    const hp = report.rows.find((r) => r.name === 'haproxy')!;
+    expect(hp.ok).toBe(false);
+    expect(hp.requests).toBe(0);
+    expect(hp.problems.join('; ')).toContain(HAPROXY_MISSING);
+    expect(HAPROXY_MISSING).toBe("haproxy is not installed: apt-get install -y haproxy (Debian's package), needed by the haproxy scenarios");
+    // cached, which HAProxy is interleaved with, is measured without it and says so.
+    const cached = report.rows.find((r) => r.name === 'cached')! as Row & { notes: string[] };
+    expect(cached.ok, cached.problems.join('; ')).toBe(true);
+    expect(Object.keys(cached.paired!)).toEqual(['none', 'floor']);
+    expect(cached.notes.filter((n) => n.startsWith('not interleaved with haproxy ('))).toHaveLength(1);
+    expect(report.ok).toBe(false);
+    expect(report.failures).toHaveLength(1);
+    expect(report.failures.some((f) => f.startsWith('haproxy failed: ') && f.includes(HAPROXY_MISSING))).toBe(true);
+  }, 60_000);
 });
