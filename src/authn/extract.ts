@@ -29,7 +29,8 @@ export const INVALID_REQUEST_DESCRIPTIONS: readonly string[] = Object.freeze(
  * A regular expression rather than a charCodeAt loop: V8 compiles it to native code
  * that reads the string's bytes directly, where the loop costs ~5 ns a character on
  * this machine (9.6 µs for a 1.4 KB token, sliced from its header as every token is;
- * 2.3 µs as a regex, measured in one process).
+ * 2.3 µs as a regex, measured in one process). It runs in linear time: `=` is not in
+ * the class before it, so no character can be matched two ways and nothing backtracks.
  */
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 
@@ -129,7 +130,10 @@ const B64URL = new Int8Array(128).fill(-1);
 for (let v = 0; v < 64; v++) {
   B64URL['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.charCodeAt(v)] = v;
 }
-/** Three segments of base64url alphabet characters (RFC 4648 §5), each possibly empty. */
+/**
+ * Three segments of base64url alphabet characters (RFC 4648 §5), each possibly empty;
+ * linear like B64TOKEN (`.` is not in the class, so the segments cannot overlap).
+ */
 const JWS_ALPHABET = /^[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/;
 
 /**
