@@ -63,14 +63,26 @@ const principalParts = new WeakMap<object, string>();
 /** The route and upstream part, per route name (config names: a bounded set). */
 const routeParts = new Map<string | null, Map<string | null, string>>();
 
+/**
+ * Joined rather than concatenated: V8 keeps a concatenation as a tree of its pieces (a
+ * cons string, ~13 nodes here) until something needs it flat, and this text lives as
+ * long as its principal is cached. `join` writes one flat string: a heap snapshot after
+ * 20,000 cached tokens held 266,030 cons strings before, and every audit line walked
+ * the tree again to encode it.
+ */
 function principalPart(e: AuditEntry): string {
-  return (
-    `,"issuer":${orNull(e.issuer)}` +
-    `,"subject":${orNull(e.subject)}` +
-    `,"amr":${list(e.amr)}` +
-    `,"acr":${orNull(e.acr)}` +
-    `,"token_hash":${orNull(e.token_hash)}`
-  );
+  return [
+    ',"issuer":',
+    orNull(e.issuer),
+    ',"subject":',
+    orNull(e.subject),
+    ',"amr":',
+    list(e.amr),
+    ',"acr":',
+    orNull(e.acr),
+    ',"token_hash":',
+    orNull(e.token_hash),
+  ].join('');
 }
 
 function routePart(route: string | null, upstream: string | null): string {
