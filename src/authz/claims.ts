@@ -213,6 +213,8 @@ function stringOrUndefined(v: unknown): string | undefined {
  * strings: nothing a policy or a header sees changes.
  */
 export function refreezePrincipal(p: Principal): Principal {
+  // `verifier.threads: 0` verifies on this thread: the principal never crossed, and is frozen already.
+  if (Object.isFrozen(p)) return p;
   const w = p as { -readonly [K in keyof Principal]: Principal[K] };
   w.issuer = shared(w.issuer);
   w.iss = shared(w.iss);

@@ -221,6 +221,12 @@ describe('principalFrom', () => {
     for (const v of [f, f.amr, f.roles, f.scopes, f.groups]) expect(Object.isFrozen(v)).toBe(true);
   });
 
+  it('refreezePrincipal takes a principal that never crossed a thread (verifier.threads: 0) as it is', () => {
+    const p = accepted({ iss: 'x', sub: 'a', exp: 1, amr: ['pwd'] });
+    expect(Object.isFrozen(p)).toBe(true);
+    expect(refreezePrincipal(p)).toBe(p);
+  });
+
   it('refreezePrincipal leaves every value as it was, for many principals sharing values and not (property)', () => {
     const value = fc.oneof(fc.constantFrom('pwd', 'otp', 'openid', 'a', ''), fc.string({ unit: 'binary', maxLength: 8 }), fc.string({ minLength: 120, maxLength: 140 }));
     const list = fc.oneof(fc.constant(null), fc.array(value, { maxLength: 5 }));
