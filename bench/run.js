@@ -267,7 +267,7 @@ export async function runSuite(options = {}) {
     ...rows.filter((r) => r.baseline && !r.baseline.ok).map((r) => `${r.name} against the baseline build failed: ${r.baseline.problems.join('; ')}`),
     ...budgetResults.filter((b) => b.ok === false).map((b) => `budget broken: ${b.message}`),
   ];
-  for (const t of ['gateway', 'gatewayRedis', 'gatewayThreads', 'baseline']) {
+  for (const t of Object.keys(GATEWAY_NAMES)) {
     const e = exits[t];
     if (e && e.code !== 0) failures.push(`the ${GATEWAY_NAMES[t]} exited with ${e.code ?? e.signal} on SIGTERM (expected 0)`);
   }
@@ -307,7 +307,7 @@ async function warmUp(targets, tokens, o, signal, log) {
   const seconds = Math.max(2, 2 * o.warmup);
   const common = { path: '/api/hello', connections: o.connections, pipelining: o.pipelining, duration: seconds, signal };
   const bearer = tokens ? { authorization: `Bearer ${tokens.cached}` } : {};
-  for (const t of ['gateway', 'gatewayRedis', 'gatewayThreads', 'baseline']) {
+  for (const t of Object.keys(GATEWAY_NAMES)) {
     if (!targets[t]) continue;
     log(`bench: warming the ${GATEWAY_NAMES[t]} up (${2 * seconds} s, discarded)`);
     await drive({ ...common, url: targets[t].url, path: '/public/hello' });
@@ -333,12 +333,7 @@ const GATEWAY_NAMES = { gateway: 'gateway', gatewayRedis: 'redis-state gateway',
  */
 async function noteThreads(row, gw, placement, connections) {
   const one = row.paired?.cached;
-  if (one?.ok && one.rps > 0) {
-    const us = row.cpu?.gatewayUsPerRequest;
-    const oneUs = one.cpu?.gatewayUsPerRequest;
-    const cpu = typeof us === 'number' && typeof oneUs === 'number' && oneUs > 0 ? `, CPU per request ${(us / oneUs).toFixed(2)}×` : '';
-    row.notes.push(`server.threads 2 ÷ 1: ${(row.rps / one.rps).toFixed(2)}× req/s${cpu} (interleaved)`);
-  }
+  if (one?.ok && one.rps > 0) row.notes.push(`server.threads 2 ÷ 1: ${ratios(row, one)} (interleaved)`);
   row.notes.push(
     placement.cores <= 2
       ? `unpinned on ${placement.cores} cores shared with the upstream and the load generator (the one-thread gateway is ${placement.pinned ? 'pinned to core 0' : 'unpinned'})`
@@ -365,11 +360,16 @@ async function noteThreads(row, gw, placement, connections) {
 function notePeer(row) {
   for (const [name, p] of Object.entries(row.paired ?? {})) {
     if (byName.get(name).target !== 'haproxy' || !p.ok || !(p.rps > 0)) continue;
-    const us = row.cpu?.gatewayUsPerRequest;
-    const peerUs = p.cpu?.gatewayUsPerRequest;
-    const cpu = typeof us === 'number' && typeof peerUs === 'number' && peerUs > 0 ? `, CPU per request ${(us / peerUs).toFixed(2)}×` : '';
-    row.notes.push(`÷ ${name}: ${(row.rps / p.rps).toFixed(2)}× req/s${cpu} (interleaved)`);
+    row.notes.push(`÷ ${name}: ${ratios(row, p)} (interleaved)`);
   }
+}
+
+/** A row's req/s and (when both were measured) CPU per request over those of `other`, measured in the same seconds. */
+function ratios(row, other) {
+  const us = row.cpu?.gatewayUsPerRequest;
+  const otherUs = other.cpu?.gatewayUsPerRequest;
+  const cpu = typeof us === 'number' && typeof otherUs === 'number' && otherUs > 0 ? `, CPU per request ${(us / otherUs).toFixed(2)}×` : '';
+  return `${(row.rps / other.rps).toFixed(2)}× req/s${cpu}`;
 }
 
 /**
