@@ -1,0 +1,61 @@
+/**
+ * Property-based test of refreezePrincipal's value sharing (src/authz/claims.ts): a
+ * principal that crossed a thread comes back with every value as it was, whichever
+ * values earlier principals left in the shared table. A fixed seed in the normal run;
+ * FUZZ_RUNS and FUZZ_SEED run a longer campaign (`npm run fuzz`).
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { refreezePrincipal, type Principal } from '../../../src/authz/claims.js';
+
+const RUNS = Number.parseInt(process.env['FUZZ_RUNS'] ?? '', 10) || 300;
+const SEED = process.env['FUZZ_SEED'] ? Number.parseInt(process.env['FUZZ_SEED'], 10) : 42;
+
+const BASE: Principal = {
+  issuer: 'kc',
+  iss: 'https://kc/realms/x',
+  subject: 'a',
+  exp: 1,
+  amr: undefined,
+  acr: undefined,
+  authTime: undefined,
+  roles: [],
+  scopes: [],
+  groups: [],
+  sub: 'a',
+  sid: undefined,
+  jti: undefined,
+  iat: undefined,
+  cnfJkt: undefined,
+  clientId: undefined,
+};
+
+describe('refreezePrincipal (property-based)', () => {
+  it('leaves every value as it was, for many principals sharing values and not', () => {
+    // Shared short values, arbitrary short ones, and ones too long to be shared.
+    const value = fc.oneof(fc.constantFrom('pwd', 'otp', 'openid', 'a', ''), fc.string({ unit: 'binary', maxLength: 8 }), fc.string({ minLength: 120, maxLength: 140 }));
+    const list = fc.oneof(fc.constant(null), fc.array(value, { maxLength: 5 }));
+    const principal = fc.record({
+      issuer: value,
+      iss: value,
+      acr: fc.option(value, { nil: undefined }),
+      clientId: fc.option(value, { nil: undefined }),
+      roles: list,
+      scopes: list,
+      groups: list,
+      amr: fc.option(fc.array(value, { maxLength: 3 }), { nil: undefined }),
+    });
+    fc.assert(
+      fc.property(fc.array(principal, { maxLength: 40 }), (rows) => {
+        for (const fields of rows) {
+          const original: Principal = { ...BASE, ...fields };
+          const copy = structuredClone(original);
+          const back = refreezePrincipal(copy);
+          expect(back).toEqual(original);
+          for (const v of [back, back.amr, back.roles, back.scopes, back.groups]) if (v) expect(Object.isFrozen(v)).toBe(true);
+        }
+      }),
+      { seed: SEED, numRuns: RUNS },
+    );
+  });
+});
