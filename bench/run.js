@@ -14,7 +14,7 @@
  * `runSuite(options)` is the same thing as a function (the smoke test calls it).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -219,7 +219,12 @@ export async function runSuite(options = {}) {
       log(`▶ ${s.name}: ${s.what}`);
       try {
         const ctx = { o, targets, unavailable, tokens, connections, log, tty, signal: options.signal, byName, upstreamPid: targets.upstream.pid, gatewayCores: gatewayCores(placement), ...(s.rate ? { rate: rate.rps } : {}) };
+        // An open-loop row's tail is about pauses: the gateway's own account of them, from before to after.
+        const watchPauses = Boolean(s.rate && GATEWAY_NAMES[s.target]);
+        const pausesBefore = watchPauses ? await gatewayPauses(targets[s.target]) : null;
+        const tcpBefore = watchPauses ? tcpCounters() : null;
         Object.assign(row, await measureScenario(s, ctx));
+        if (watchPauses) notePauses(row, pausesBefore, await gatewayPauses(targets[s.target]), tcpBefore, tcpCounters());
         if (s.rate) row.notes.unshift(`rate: ${rate.why}`);
         if (s.target === 'gatewayRedis') await noteSharedState(row, targets.gatewayRedis);
         if (s.target === 'gatewayThreads') await noteThreads(row, targets.gatewayThreads, placement, connections);
@@ -387,6 +392,74 @@ async function noteSharedState(row, gw) {
     if (up !== 1 || !(ok > 0) || failed > 0) row.problems.push('the redis-state gateway was not sharing state during the run (see the note)');
   } catch (err) {
     row.problems.push(`could not read the redis-state gateway's metrics: ${err.message}`);
+  }
+}
+
+/**
+ * What the gateway's /metrics says of its pauses (prom-client's default metrics): its
+ * major GCs (count, seconds, and how many took longer than 0.1 s) and the longest
+ * event-loop delay since the previous scrape (each scrape resets it), with the heap and
+ * the token cache they worked on. Null when the metrics cannot be read: the note then
+ * says so, the row does not fail for it.
+ * @returns {Promise<{ gcMajor: number, gcMajorSec: number, gcMajorOver100ms: number, loopMaxSec: number, heapBytes: number, cached: number } | null>}
+ */
+async function gatewayPauses(gw) {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+    const value = (sample) => Number(text.split('\n').find((l) => l.startsWith(`${sample} `))?.slice(sample.length + 1) ?? NaN);
+    const count = value('nodejs_gc_duration_seconds_count{kind="major"}');
+    return {
+      gcMajor: count,
+      gcMajorSec: value('nodejs_gc_duration_seconds_sum{kind="major"}'),
+      gcMajorOver100ms: count - value('nodejs_gc_duration_seconds_bucket{le="0.1",kind="major"}'),
+      loopMaxSec: value('nodejs_eventloop_lag_max_seconds'),
+      heapBytes: value('nodejs_heap_size_used_bytes'),
+      cached: value('mfa_gateway_token_cache_entries'),
+    };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The gateway's pauses over an open-loop row (its slices and its partner's): a p99
+ * far above the floor's with no long GC and no long event-loop delay in the gateway
+ * points outside its event loop (the core taken by another thread or process).
+ */
+function notePauses(row, a, b, tcpA, tcpB) {
+  if (tcpA !== null && tcpB !== null) {
+    const d = Object.fromEntries(Object.keys(tcpB).map((k) => [k, tcpB[k] - (tcpA[k] ?? 0)]));
+    row.notes.push(
+      `TCP on this host during the run (/proc/net): ${d.TCPTimeouts} retransmission timeouts, ${d.RetransSegs} segments retransmitted, ${d.PruneCalled} receive queues pruned, ${d.TCPSynRetrans} SYNs retransmitted`,
+    );
+  }
+  if (a === null || b === null || !Number.isFinite(b.gcMajor + a.gcMajor)) return void row.notes.push("the gateway's GC and event-loop metrics could not be read");
+  const n = b.gcMajor - a.gcMajor;
+  const long = b.gcMajorOver100ms - a.gcMajorOver100ms;
+  const ms = (sec) => `${(sec * 1000).toFixed(1)} ms`;
+  row.notes.push(
+    `gateway during the run: ${n} major GC${n === 1 ? '' : 's'} (${ms(b.gcMajorSec - a.gcMajorSec)} in all, ${long} over 100 ms), longest event-loop delay ${Number.isFinite(b.loopMaxSec) ? ms(b.loopMaxSec) : '–'}; heap ${Math.round(b.heapBytes / 1e6)} MB, ${b.cached.toLocaleString('en-US')} tokens cached`,
+  );
+}
+
+/**
+ * The kernel's TCP counters that mark a stalled connection: a retransmission timeout
+ * (at least 200 ms on Linux, doubling on each repeat) waits far longer than any
+ * request here takes. Per network namespace, so they count this machine's (or this
+ * container's) connections, the bench's among them. Null off Linux.
+ * @returns {Record<string, number> | null}
+ */
+function tcpCounters() {
+  const read = (file, prefix) => {
+    const [names, values] = readFileSync(file, 'utf8').split('\n').filter((l) => l.startsWith(`${prefix}:`)).map((l) => l.split(/\s+/).slice(1));
+    return Object.fromEntries(names.map((n, i) => [n, Number(values[i])]));
+  };
+  try {
+    const ext = read('/proc/net/netstat', 'TcpExt');
+    const tcp = read('/proc/net/snmp', 'Tcp');
+    return { TCPTimeouts: ext.TCPTimeouts, PruneCalled: ext.PruneCalled, TCPSynRetrans: ext.TCPSynRetrans, RetransSegs: tcp.RetransSegs };
+  } catch {
+    return null;
   }
 }
 

@@ -189,6 +189,19 @@ describe('bench harness smoke run', () => {
     expect(fr.vsFloorCpu).toBeCloseTo(usPerRequest(fr) / usPerRequest(fr.paired!['floor-fixed-rate']), 10);
   });
 
+  it("notes the gateway's GCs, event-loop delay and the kernel's TCP retransmissions over fixed-rate", () => {
+    const notes = (row('fixed-rate') as Row & { notes: string[] }).notes;
+    // A metric the gateway stopped exporting reads as NaN, which these do not match.
+    const pauses = notes.map((n) => /^gateway during the run: (\d+) major GCs? \([\d.]+ ms in all, (\d+) over 100 ms\), longest event-loop delay ([\d.]+) ms; heap (\d+) MB, ([\d,]+) tokens cached$/.exec(n)).filter((m) => m !== null);
+    expect(pauses, notes.join('; ')).toHaveLength(1);
+    // The smoke run's one cached token, at least, is in the cache it reports.
+    expect(Number(pauses[0]![5]!.replaceAll(',', ''))).toBeGreaterThanOrEqual(1);
+    expect(Number(pauses[0]![4])).toBeGreaterThan(0);
+    const tcp = notes.filter((n) => /^TCP on this host during the run \(\/proc\/net\): \d+ retransmission timeouts, \d+ segments retransmitted, \d+ receive queues pruned, \d+ SYNs retransmitted$/.test(n));
+    expect(tcp, notes.join('; ')).toHaveLength(1);
+    expect((row('floor-fixed-rate') as Row & { notes: string[] }).notes.some((n) => n.startsWith('gateway during the run'))).toBe(false);
+  });
+
   it('checks no budgets in smoke mode, does not pin, and the gateway exits 0 on SIGTERM', () => {
     expect(report.budgets).toEqual([]);
     expect(report.meta.placement.pinned).toBe(false);
