@@ -345,7 +345,7 @@ async function noteThreads(row, gw, placement, connections) {
       : `unpinned on ${placement.cores} cores (the one-thread gateway is ${placement.pinned ? 'pinned to core 0' : 'unpinned'})`,
   );
   try {
-    const text = await (await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+    const { text } = await scrape(gw);
     const spread = text
       .split('\n')
       .filter((l) => l.startsWith('mfa_gateway_thread_requests_total{'))
@@ -378,13 +378,23 @@ function ratios(row, other) {
 }
 
 /**
+ * One scrape of a gateway's admin /metrics: the text, and `value(sample)`, the number on
+ * the line that starts with that sample (name and labels as the exposition writes them),
+ * NaN when there is none. Rejects when the admin listener does not answer.
+ */
+async function scrape(gw) {
+  const text = await (await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+  const value = (sample) => Number(text.split('\n').find((l) => l.startsWith(`${sample} `))?.slice(sample.length + 1) ?? NaN);
+  return { text, value };
+}
+
+/**
  * The redis-state gateway's ratio means something only if it was sharing: the store up
  * and counts synced during the run (its /metrics); otherwise the row fails.
  */
 async function noteSharedState(row, gw) {
   try {
-    const text = await (await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
-    const value = (sample) => Number(text.split('\n').find((l) => l.startsWith(`${sample} `))?.slice(sample.length + 1) ?? NaN);
+    const { value } = await scrape(gw);
     const up = value('mfa_gateway_state_store_up');
     const ok = value('mfa_gateway_state_syncs_total{result="ok"}');
     const failed = value('mfa_gateway_state_syncs_total{result="error"}');
@@ -405,8 +415,7 @@ async function noteSharedState(row, gw) {
  */
 async function gatewayPauses(gw) {
   try {
-    const text = await (await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
-    const value = (sample) => Number(text.split('\n').find((l) => l.startsWith(`${sample} `))?.slice(sample.length + 1) ?? NaN);
+    const { value } = await scrape(gw);
     const count = value('nodejs_gc_duration_seconds_count{kind="major"}');
     return {
       gcMajor: count,
@@ -422,9 +431,10 @@ async function gatewayPauses(gw) {
 }
 
 /**
- * The gateway's pauses over an open-loop row (its slices and its partner's): a p99
- * far above the floor's with no long GC and no long event-loop delay in the gateway
- * points outside its event loop (the core taken by another thread or process).
+ * The gateway's pauses over an open-loop row (its slices and its partner's). A p99 far
+ * above the floor's with no long GC pause, no long event-loop delay and no
+ * retransmission means the loop ran, but slowly: on the pinned core, that was a major
+ * GC's concurrent marking taking the core from it (README "Benchmarks", `fixed-rate`).
  */
 function notePauses(row, a, b, tcpA, tcpB) {
   if (tcpA !== null && tcpB !== null) {
