@@ -25,19 +25,58 @@ import type { TokenFailure, TokenSuccess, VerifyResult } from './types.js';
 
 /**
  * A cached success carries its own deadlines, so a hit reads the clock once and needs
- * no second look-up (lru-cache's own TTL would read it again on every get).
+ * no second look-up (lru-cache's own TTL would read it again on every get), and the
+ * whole token it belongs to, so the tail index (below) finds it and equality decides.
+ *
+ * One object per token, every field held in it: a cached token's objects are what
+ * each major GC marks, one cache miss of memory each, and on a big cache on one core
+ * that marking was the bench's `fixed-rate` stall (bench/README.md). So the token is a
+ * private field (never in a clone to another thread, a log or a JSON text), not a
+ * second wrapper object, and both deadlines are small integers, not the 8-byte boxes V8
+ * makes of every number past 2^31 (milliseconds since 1970 are): `expiredAtSec` is in
+ * seconds, as `exp` is, and `staleAt` in milliseconds since the cache's `base`.
  */
-interface CachedSuccess extends TokenSuccess {
-  /** min(exp, cached at + maxTtl) in ms: after it the entry is a miss and the token is verified again. */
-  readonly staleAtMs: number;
-  /** (exp + clockTolerance) in ms: from this instant on the token is expired (jose's rule). */
-  readonly expiredAtMs: number;
+class CachedSuccess implements TokenSuccess {
+  readonly ok = true as const;
+  readonly #token: string;
+  constructor(
+    token: string,
+    readonly principal: Principal,
+    /** min(exp, cached at + maxTtl), in ms since the cache's `base`: after it the entry is a miss and the token is verified again. */
+    readonly staleAt: number,
+    /** exp + clockTolerance, in seconds: from this instant on the token is expired (jose's rule). */
+    readonly expiredAtSec: number,
+  ) {
+    this.#token = token;
+    Object.freeze(this);
+  }
+
+  /** Whether this entry is the one of `token`, byte for byte. */
+  isFor(token: string): boolean {
+    return this.#token === token;
+  }
+
+  /** The same entry on another clock base (a cache with other limits, {@link TokenCache.withLimits}). */
+  rebased(by: number): CachedSuccess {
+    return by === 0 ? this : new CachedSuccess(this.#token, this.principal, this.staleAt + by, this.expiredAtSec);
+  }
 }
 
-/** A cache slot: the whole token it belongs to, and what was learned about it. */
+/** A remembered failure: the whole token it belongs to, and the (shared) failure. */
 interface Slot<T> {
   readonly token: string;
   readonly value: T;
+}
+
+/**
+ * A copy of the token that is one flat string. The presented token is a slice of its
+ * Authorization header (a V8 sliced string), which would keep the whole header text
+ * alive beside it for as long as the token is cached: two objects instead of one. Only
+ * a miss pays for the copy; b64token characters (RFC 6750 §2.1) are ASCII, so latin1 is
+ * exact.
+ */
+function flatCopy(token: string): string {
+  return Buffer.from(token, 'latin1').toString('latin1');
 }
 
 /**
@@ -91,20 +130,27 @@ export type Evictions = Record<LRUCache.DisposeReason, number>;
 const noEvictions = (): Evictions => ({ evict: 0, set: 0, delete: 0, expire: 0, fetch: 0 });
 
 export class TokenCache {
-  private readonly positive: LRUCache<string, Slot<CachedSuccess>>;
+  private readonly positive: LRUCache<string, CachedSuccess>;
   private readonly negative: LRUCache<string, Slot<TokenFailure>>;
   private evicted = { positive: noEvictions(), negative: noEvictions() };
+
+  /**
+   * The instant (ms, the injected clock) `staleAt` counts from: the clock when the cache
+   * was made, so deadlines stay small integers for the first ~24 days (2^31 ms).
+   */
+  private readonly base: number;
 
   constructor(
     private readonly limits: TokenCacheLimits,
     private readonly now: () => number,
   ) {
+    this.base = Math.floor(now());
     // Positive entries expire by their own deadlines (CachedSuccess), checked in lookup
     // against the injected clock; the negative cache uses lru-cache's TTL, with the
     // injected clock as its `perf` and ttlResolution 0 so it asks on every read instead
     // of memoizing a timestamp behind a real timer.
     // dispose counts why entries leave (full, expired, deleted), for the debug summary.
-    this.positive = new LRUCache<string, Slot<CachedSuccess>>({ max: limits.max, dispose: (_v, _k, why) => this.evicted.positive[why]++ });
+    this.positive = new LRUCache<string, CachedSuccess>({ max: limits.max, dispose: (_v, _k, why) => this.evicted.positive[why]++ });
     this.negative = new LRUCache<string, Slot<TokenFailure>>({
       max: limits.negativeMax,
       ttl: limits.negativeTtlMs,
@@ -123,12 +169,11 @@ export class TokenCache {
   lookup(token: string): VerifyResult | undefined {
     const index = tokenIndex(token);
     HOT_GET.status = undefined;
-    const slot = this.positive.get(index, HOT_GET);
-    if (slot !== undefined && slot.token === token) {
-      const hit = slot.value;
+    const hit = this.positive.get(index, HOT_GET);
+    if (hit !== undefined && hit.isFor(token)) {
       const t = this.now();
-      if (t < hit.expiredAtMs) {
-        if (t <= hit.staleAtMs) return hit;
+      if (t < hit.expiredAtSec * 1000) {
+        if (t - this.base <= hit.staleAt) return hit;
         this.positive.delete(index); // past maxTtl (or exp, inside the tolerance): verify again
       } else {
         this.positive.delete(index);
@@ -147,13 +192,9 @@ export class TokenCache {
   accept(token: string, principal: Principal, clockToleranceSec: number): TokenSuccess {
     const now = this.now();
     const expMs = principal.exp * 1000;
-    const entry: CachedSuccess = Object.freeze({
-      ok: true as const,
-      principal,
-      staleAtMs: Math.min(expMs, now + this.limits.maxTtlMs),
-      expiredAtMs: (principal.exp + clockToleranceSec) * 1000,
-    });
-    if (expMs > now) this.positive.set(tokenIndex(token), { token, value: entry });
+    const kept = expMs > now ? flatCopy(token) : token;
+    const entry = new CachedSuccess(kept, principal, Math.min(expMs, now + this.limits.maxTtlMs) - this.base, principal.exp + clockToleranceSec);
+    if (expMs > now) this.positive.set(tokenIndex(kept), entry);
     return entry;
   }
 
@@ -190,8 +231,8 @@ export class TokenCache {
     if (names.size > 0) {
       // Collected first: lru-cache's iterators walk a list that delete() relinks.
       for (const index of this.positive.keys()) {
-        const slot = this.positive.peek(index);
-        if (slot !== undefined && names.has(slot.value.principal.issuer)) gone.push(index);
+        const entry = this.positive.peek(index);
+        if (entry !== undefined && names.has(entry.principal.issuer)) gone.push(index);
       }
     }
     for (const index of gone) this.positive.delete(index);
@@ -207,8 +248,8 @@ export class TokenCache {
   withLimits(limits: TokenCacheLimits): TokenCache {
     const next = new TokenCache(limits, this.now);
     for (const index of this.positive.rkeys()) {
-      const slot = this.positive.peek(index);
-      if (slot !== undefined) next.positive.set(index, slot);
+      const entry = this.positive.peek(index);
+      if (entry !== undefined) next.positive.set(index, entry.rebased(this.base - next.base));
     }
     next.evicted = this.evicted;
     return next;

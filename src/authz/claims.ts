@@ -1,4 +1,5 @@
 import type { ClaimPath, CompiledIssuer } from '../config/state.js';
+import { hideMemo, MEMO, newMemo } from './memo.js';
 
 declare global {
   interface String {
@@ -142,11 +143,12 @@ export function principalFrom(payload: Record<string, unknown>, issuer: Principa
   const rawAmr = payload['amr'];
   const rawAcr = payload['acr'];
   const authTime = payload['auth_time'];
-  const amr = Array.isArray(rawAmr) && rawAmr.every((v) => typeof v === 'string') ? Object.freeze([...rawAmr] as string[]) : undefined;
+  const amr = Array.isArray(rawAmr) && rawAmr.every((v) => typeof v === 'string') ? (rawAmr as string[]) : undefined;
   const acr = typeof rawAcr === 'string' ? rawAcr : undefined;
-  const roles = freezeOrNull(stringValues(claimAt(payload, issuer.claims.roles)));
-  const scopes = freezeOrNull(scopeValues(claimAt(payload, issuer.claims.scopes)));
-  const groups = freezeOrNull(stringValues(claimAt(payload, issuer.claims.groups)));
+  // The lists are the payload's own arrays here; seal() keeps frozen copies.
+  const roles = stringValues(claimAt(payload, issuer.claims.roles));
+  const scopes = scopeValues(claimAt(payload, issuer.claims.scopes));
+  const groups = stringValues(claimAt(payload, issuer.claims.groups));
   if (
     !subject.isWellFormed() ||
     !iss.isWellFormed() ||
@@ -158,7 +160,7 @@ export function principalFrom(payload: Record<string, unknown>, issuer: Principa
   ) {
     return 'claim_unrenderable';
   }
-  return Object.freeze({
+  return seal({
     issuer: issuer.name,
     iss,
     subject,
@@ -203,43 +205,66 @@ function stringOrUndefined(v: unknown): string | undefined {
 
 /**
  * Freezes a principal that crossed a thread boundary: the structured clone that carries
- * it from a worker (HTML standard, "StructuredSerialize") drops Object.freeze, and the
- * cached principal is shared by every request that presents the token.
- *
- * On the way, the values many principals share (the issuer, `amr`, `acr`, roles, scopes,
- * groups, `client_id`) are replaced by one copy each: the clone makes a fresh string of
- * every value, so 20,000 cached tokens held 20,000 copies of `"pwd"`, of `"openid"`, of
- * the issuer URL… (a heap snapshot: ~300 bytes a token). Equal strings for equal
- * strings: nothing a policy or a header sees changes.
+ * it from a worker (HTML standard, "StructuredSerialize") drops Object.freeze and the
+ * memo (src/authz/memo.ts), and the cached principal is shared by every request that
+ * presents the token. A principal that never crossed (`verifier.threads: 0`) is frozen
+ * already and comes back as it is.
  */
 export function refreezePrincipal(p: Principal): Principal {
-  // `verifier.threads: 0` verifies on this thread: the principal never crossed, and is frozen already.
-  if (Object.isFrozen(p)) return p;
-  const w = p as { -readonly [K in keyof Principal]: Principal[K] };
-  w.issuer = shared(w.issuer);
-  w.iss = shared(w.iss);
-  if (w.acr !== undefined) w.acr = shared(w.acr);
-  if (w.clientId !== undefined) w.clientId = shared(w.clientId);
-  for (const list of [w.amr, w.roles, w.scopes, w.groups]) {
-    if (!list) continue;
-    const items = list as string[];
-    for (let i = 0; i < items.length; i++) items[i] = shared(items[i]!);
-    Object.freeze(list);
-  }
-  return Object.freeze(p);
+  return Object.isFrozen(p) ? p : seal(p);
+}
+
+/**
+ * The frozen principal with its memo, built as one object literal with the fields in
+ * one order, so every principal has one shape (a clone adds its properties one by one
+ * and keeps most of them in a separate property array).
+ *
+ * On the way, what many principals share is replaced by one copy: short values (the
+ * issuer, `acr`, `client_id`), whole lists (`amr`, roles, scopes, groups) and `sub` when
+ * it is the subject. A clone makes a fresh copy of every value: 20,000 cached tokens
+ * held 20,000 copies of `"pwd"`, of `"openid"`, of the issuer URL… (~300 bytes a
+ * token), and each list is two objects (the array and its elements). Every object a
+ * cached token keeps is one more the marking of each major GC visits, and on a big
+ * cache that marking is what the bench's `fixed-rate` stall was (bench/README.md).
+ * Equal values for equal values, frozen: nothing a policy or a header sees changes.
+ */
+function seal(p: Principal): Principal {
+  const subject = p.subject;
+  return Object.freeze(
+    hideMemo({
+      issuer: shared(p.issuer),
+      iss: shared(p.iss),
+      subject,
+      exp: p.exp,
+      amr: p.amr === undefined ? undefined : sharedList(p.amr),
+      acr: p.acr === undefined ? undefined : shared(p.acr),
+      authTime: p.authTime,
+      roles: p.roles === null ? null : sharedList(p.roles),
+      scopes: p.scopes === null ? null : sharedList(p.scopes),
+      groups: p.groups === null ? null : sharedList(p.groups),
+      sub: p.sub === subject ? subject : p.sub,
+      sid: p.sid,
+      jti: p.jti,
+      iat: p.iat,
+      cnfJkt: p.cnfJkt,
+      clientId: p.clientId === undefined ? undefined : shared(p.clientId),
+      [MEMO]: newMemo(),
+    }),
+  );
 }
 
 /**
  * One copy of each short value principals share, up to {@link SHARED_MAX} values (then
  * new ones are kept as they are): a bound whatever the tokens carry. Values only a
  * signed token can carry reach it, and a long value is rarely shared, so only short
- * ones are kept.
+ * ones are kept. Also for text rendered from a principal once and kept with it (the
+ * identity header values of a shared role list, src/proxy/headers.ts).
  */
 const sharedValues = new Map<string, string>();
 const SHARED_MAX = 10_000;
 const SHARED_LENGTH = 128;
 
-function shared(value: string): string {
+export function shared(value: string): string {
   if (value.length > SHARED_LENGTH) return value;
   const known = sharedValues.get(value);
   if (known !== undefined) return known;
@@ -247,12 +272,30 @@ function shared(value: string): string {
   return value;
 }
 
+/**
+ * One frozen copy of each list principals share, keyed by its JSON text (exact: JSON
+ * writes every string unambiguously, lone surrogates as escapes), up to
+ * {@link SHARED_LISTS_MAX} lists of at most {@link SHARED_LIST_CHARS} characters of
+ * JSON: a bound of ~5 MB whatever the tokens carry. Users hold a handful of role and
+ * scope sets between them, so most principals share theirs.
+ */
+const sharedLists = new Map<string, readonly string[]>();
+const SHARED_LISTS_MAX = 10_000;
+const SHARED_LIST_CHARS = 512;
+const NO_VALUES: readonly string[] = Object.freeze([]);
+
+function sharedList(list: readonly string[]): readonly string[] {
+  if (list.length === 0) return NO_VALUES;
+  const key = JSON.stringify(list);
+  const known = key.length <= SHARED_LIST_CHARS ? sharedLists.get(key) : undefined;
+  if (known !== undefined) return known;
+  const copy = Object.freeze(list.map((v) => shared(v)));
+  if (key.length <= SHARED_LIST_CHARS && sharedLists.size < SHARED_LISTS_MAX) sharedLists.set(key, copy);
+  return copy;
+}
+
 function allWellFormed(values: readonly string[] | null | undefined): boolean {
   if (!values) return true;
   for (const v of values) if (!v.isWellFormed()) return false;
   return true;
-}
-
-function freezeOrNull(v: readonly string[] | null): readonly string[] | null {
-  return v === null ? null : Object.freeze([...v]);
 }

@@ -11,6 +11,7 @@
  * writes U+007F–U+009F, U+2028 and U+2029 as `\uXXXX` too, so every reader sees one line.
  */
 import type { AuditEntry } from './audit.js';
+import { memoOf } from '../authz/memo.js';
 
 /** Printable ASCII without `"` or `\`: written between quotes as it is (a regex test beats a charCode loop here). */
 const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
@@ -54,12 +55,12 @@ function list(items: readonly string[] | null): string {
   return `${out}]`;
 }
 
-/**
- * The part of a line a principal decides (issuer, subject, amr, acr, token_hash),
- * remembered per principal: a cached token's principal is one object for as long as it
- * is cached, so a cache hit's line needs none of these escaped again.
+/*
+ * The part of a line a principal decides (issuer, subject, amr, acr, token_hash) is
+ * remembered in the principal's memo (src/authz/memo.ts): a cached token's principal is
+ * one object for as long as it is cached, so a cache hit's line needs none of these
+ * escaped again.
  */
-const principalParts = new WeakMap<object, string>();
 /** The route and upstream part, per route name (config names: a bounded set). */
 const routeParts = new Map<string | null, Map<string | null, string>>();
 
@@ -112,11 +113,8 @@ function routePart(route: string | null, upstream: string | null): string {
  * // {"level":"info","time":"2030-01-01T00:00:00.000Z","request_id":"…",…,"msg":"audit"}\n
  */
 export function auditLine(e: AuditEntry, time: string, principal?: object | null): string {
-  let who: string | undefined;
-  if (principal) {
-    who = principalParts.get(principal);
-    if (who === undefined) principalParts.set(principal, (who = principalPart(e)));
-  } else who = principalPart(e);
+  const memo = principal ? memoOf(principal) : undefined;
+  const who = memo === undefined ? principalPart(e) : (memo.auditPart ??= principalPart(e));
   return (
     `{"level":"info","time":"${time}","request_id":${jsonString(e.request_id)},"client":${jsonString(e.client)},"method":${jsonString(e.method)},"path":${orNull(e.path)}` +
     routePart(e.route, e.upstream) +

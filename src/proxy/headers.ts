@@ -1,5 +1,6 @@
 import type { IdentityHeaderNames } from '../config/state.js';
-import type { Principal } from '../authz/claims.js';
+import { shared as sharedText, type Principal } from '../authz/claims.js';
+import { memoOf } from '../authz/memo.js';
 
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1), plus the legacy ones every proxy strips
@@ -95,7 +96,6 @@ export interface ForwardInfo {
 export class HeaderRewriter {
   private readonly strip: ReadonlySet<string>;
   private readonly names: IdentityHeaderNames;
-  private readonly identityValues = new WeakMap<Principal, readonly string[] | null>();
   private readonly forwarded: boolean;
 
   constructor(names: IdentityHeaderNames, rules: HeaderRules = NO_RULES) {
@@ -165,12 +165,15 @@ export class HeaderRewriter {
    * holds whatever it lets through, cache hits included.
    */
   identityFor(p: Principal): readonly string[] | null {
-    let v = this.identityValues.get(p);
-    if (v === undefined) {
-      v = renderIdentity(this.names, p);
-      this.identityValues.set(p, v);
+    // Kept in the principal's memo (src/authz/memo.ts) for this rewriter: a reload's
+    // new rewriter, with other header names, renders its own.
+    const memo = memoOf(p);
+    if (memo === undefined) return renderIdentity(this.names, p);
+    if (memo.identityOwner !== this) {
+      memo.identity = renderIdentity(this.names, p);
+      memo.identityOwner = this;
     }
-    return v;
+    return memo.identity!;
   }
 }
 
@@ -190,7 +193,11 @@ export function forwardedElement(client: string, proto: 'http' | 'https', host: 
 
 function renderIdentity(n: IdentityHeaderNames, p: Principal): readonly string[] | null {
   const one = (value: string | undefined) => (value === undefined ? '' : encodeIdentityValue(value));
-  const many = (items: readonly string[] | null | undefined, sep: string) => (items ? encodeIdentityList(items, sep) : '');
+  // A list's text is one copy for every principal that shares the list (src/authz/claims.ts).
+  const many = (items: readonly string[] | null | undefined, sep: string) => {
+    const text = items ? encodeIdentityList(items, sep) : '';
+    return text === null ? null : sharedText(text);
+  };
   const rendered: readonly (readonly [string, string | null])[] = [
     [n.subject, one(p.subject)],
     [n.issuer, one(p.iss)],

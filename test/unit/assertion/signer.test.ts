@@ -11,16 +11,18 @@ import { describe, expect, it } from 'vitest';
 import { calculateJwkThumbprint, createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import type { Principal } from '../../../src/authz/claims.js';
 import { AssertionSigner } from '../../../src/assertion/signer.js';
+import { withMemo } from '../../../src/authz/memo.js';
 
 const T0 = 1_800_000_000_000;
 const dir = mkdtempSync(join(tmpdir(), 'assertion-'));
 
+/** A principal as the verifier makes one: frozen, with its memo (src/authz/memo.ts), where the signer keeps its assertions. */
 function principal(over: Partial<Principal> = {}): Principal {
-  return Object.freeze({
+  return Object.freeze(withMemo({
     issuer: 'corp', iss: 'https://idp.example.com', subject: 'alice', exp: T0 / 1000 + 600, amr: ['pwd', 'otp'], acr: 'urn:mfa', authTime: T0 / 1000 - 120,
     roles: ['reader', 'admin'], scopes: ['orders:read', 'orders:write'], groups: ['ops'], sub: 'alice', sid: 's', jti: 'j', iat: T0 / 1000 - 60,
     cnfJkt: undefined, clientId: 'app', ...over,
-  });
+  }));
 }
 
 function signer(over: Partial<ConstructorParameters<typeof AssertionSigner>[0]> = {}) {
@@ -92,6 +94,26 @@ describe('AssertionSigner', () => {
     // Another principal object (another token) gets its own assertion, even with equal claims.
     expect(s.assertionFor(principal(), 'orders')).not.toBe(renewed);
     expect(s.signatures).toBe(4);
+  });
+
+  it("another signer (a reload's, with another key) never hands out this one's assertions", async () => {
+    const { s: a } = signer();
+    const { s: b } = signer();
+    const p = principal();
+    const fromA = a.assertionFor(p, 'orders');
+    const fromB = b.assertionFor(p, 'orders');
+    expect(fromB).not.toBe(fromA);
+    await jwtVerify(fromB, createLocalJWKSet(b.jwks() as never), { issuer: 'https://gateway.example.com', audience: 'orders' });
+    expect(a.assertionFor(p, 'orders')).not.toBe(fromA); // b took the memo; a signs again rather than reading b's
+    expect(a.signatures).toBe(2);
+  });
+
+  it('signs every time for a principal built without a memo', () => {
+    const { s } = signer();
+    const bare: Principal = { ...principal() };
+    expect(s.assertionFor(bare, 'orders')).toBeTypeOf('string');
+    s.assertionFor(bare, 'orders');
+    expect(s.signatures).toBe(2);
   });
 
   it('renews at the token expiry when that comes first', () => {

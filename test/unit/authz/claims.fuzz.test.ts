@@ -1,7 +1,8 @@
 /**
  * Property-based test of refreezePrincipal's value sharing (src/authz/claims.ts): a
  * principal that crossed a thread comes back with every value as it was, whichever
- * values earlier principals left in the shared table. A fixed seed in the normal run;
+ * values and lists earlier principals left in the shared tables, and equal lists come
+ * back as one copy. A fixed seed in the normal run;
  * FUZZ_RUNS and FUZZ_SEED run a longer campaign (`npm run fuzz`).
  */
 import fc from 'fast-check';
@@ -47,12 +48,22 @@ describe('refreezePrincipal (property-based)', () => {
     });
     fc.assert(
       fc.property(fc.array(principal, { maxLength: 40 }), (rows) => {
+        const lists = new Map<string, readonly string[]>();
         for (const fields of rows) {
           const original: Principal = { ...BASE, ...fields };
           const copy = structuredClone(original);
           const back = refreezePrincipal(copy);
           expect(back).toEqual(original);
           for (const v of [back, back.amr, back.roles, back.scopes, back.groups]) if (v) expect(Object.isFrozen(v)).toBe(true);
+          // Equal lists are one copy (the table holds far more than a run makes).
+          for (const list of [back.amr, back.roles, back.scopes, back.groups]) {
+            if (!list) continue;
+            const key = JSON.stringify(list);
+            if (key.length > 512) continue;
+            const seen = lists.get(key);
+            if (seen !== undefined) expect(list).toBe(seen);
+            else lists.set(key, list);
+          }
         }
       }),
       { seed: SEED, numRuns: RUNS },

@@ -2,6 +2,7 @@ import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { claimAt, parseClaimPath, principalFrom, refreezePrincipal, scopeValues, stringValues, type Principal, type PrincipalSource } from '../../../src/authz/claims.js';
 import { compileConfig } from '../../../src/config/load.js';
+import { memoOf } from '../../../src/authz/memo.js';
 
 describe('parseClaimPath', () => {
   it.each([
@@ -212,12 +213,30 @@ describe('principalFrom', () => {
     });
   });
 
-  it('refreezePrincipal freezes a structured clone again, lists included', () => {
-    const p = structuredClone(accepted({ iss: 'x', sub: 'a', exp: 1, amr: ['pwd'], realm_access: { roles: ['r'] }, scope: 's', groups: ['g'] }));
+  it('refreezePrincipal freezes a structured clone again as an equal principal, lists included, with a memo of its own', () => {
+    const original = accepted({ iss: 'x', sub: 'a', exp: 1, amr: ['pwd'], realm_access: { roles: ['r'] }, scope: 's', groups: ['g'] });
+    const p = structuredClone(original);
     expect(Object.isFrozen(p)).toBe(false);
+    expect(memoOf(p)).toBeUndefined(); // the clone carries no memo (a symbol key)
     const f = refreezePrincipal(p);
-    expect(f).toBe(p);
+    expect(f).toEqual(original);
     for (const v of [f, f.amr, f.roles, f.scopes, f.groups]) expect(Object.isFrozen(v)).toBe(true);
+    expect(memoOf(f)).toBeDefined();
+    expect(memoOf(f)).not.toBe(memoOf(original));
+  });
+
+  it('principals with equal lists share one frozen copy of each; unequal lists never do', () => {
+    const a = refreezePrincipal(structuredClone(accepted({ iss: 'x', sub: 'a', exp: 1, amr: ['pwd', 'otp'], realm_access: { roles: ['r1', 'r2'] }, scope: 'read write' })));
+    const b = refreezePrincipal(structuredClone(accepted({ iss: 'x', sub: 'b', exp: 1, amr: ['pwd', 'otp'], realm_access: { roles: ['r1', 'r2'] }, scope: 'read write' })));
+    const c = refreezePrincipal(structuredClone(accepted({ iss: 'x', sub: 'c', exp: 1, amr: ['pwd'], realm_access: { roles: ['r1,r2'] }, scope: 'read' })));
+    expect(a.amr).toBe(b.amr);
+    expect(a.roles).toBe(b.roles);
+    expect(a.scopes).toBe(b.scopes);
+    expect(c.amr).toEqual(['pwd']);
+    expect(c.roles).toEqual(['r1,r2']);
+    expect(c.scopes).toEqual(['read']);
+    // `sub` is the subject here (the default subject path): one string, not two.
+    expect(a.sub).toBe(a.subject);
   });
 
   it('refreezePrincipal takes a principal that never crossed a thread (verifier.threads: 0) as it is', () => {

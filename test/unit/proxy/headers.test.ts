@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { ConfigError, compileConfig } from '../../../src/config/load.js';
 import { HeaderRewriter, connectionTokens, encodeIdentityList, encodeIdentityValue, forEachResponseHeader } from '../../../src/proxy/headers.js';
 import type { Principal } from '../../../src/authz/claims.js';
+import { withMemo } from '../../../src/authz/memo.js';
 
 const names = compileConfig({ upstreams: { a: { url: 'http://x' } }, routes: [{ path: '/', upstream: 'a', auth: 'none' }] }, tmpdir()).identityHeaders;
 const info = { clientAddress: '10.1.1.1', trustedPeer: false, proto: 'http' as const, requestId: 'rid-1', forwardAuthorization: true };
@@ -59,9 +60,10 @@ describe('HeaderRewriter', () => {
     expect(asObject(rw.rewrite(['authorization', 'Bearer t'], undefined, undefined, undefined, { ...info, forwardAuthorization: false }, null))['authorization']).toBeUndefined();
   });
 
-  const principal = (over: Partial<Principal>): Principal => ({
+  // With a memo (src/authz/memo.ts), where the rewriter keeps what it rendered, as the verifier's principals have.
+  const principal = (over: Partial<Principal>): Principal => withMemo({
     issuer: 'corp', iss: 'https://idp', subject: 'alice', exp: 2e9, amr: ['pwd', 'otp'], acr: 'phr', authTime: 1700000000, roles: ['a', 'b'], scopes: ['read', 'write'], groups: [], ...over,
-  });
+  } as Principal);
 
   it('injects identity headers of a principal, once computed per principal', () => {
     const p = principal({});
@@ -72,6 +74,17 @@ describe('HeaderRewriter', () => {
     });
     expect(out['x-auth-groups']).toBeUndefined();
     expect(rw.identityFor(p)).toBe(rw.identityFor(p));
+  });
+
+  it('renders for each rewriter its own (a reload with other names), and afresh each time for a principal without a memo', () => {
+    const p = principal({});
+    const other = new HeaderRewriter({ ...names, subject: 'x-user' });
+    expect(rw.identityFor(p)?.[0]).toBe('x-auth-subject');
+    expect(other.identityFor(p)?.[0]).toBe('x-user');
+    expect(rw.identityFor(p)?.[0]).toBe('x-auth-subject');
+    const bare: Principal = { ...p };
+    expect(rw.identityFor(bare)).toEqual(rw.identityFor(p));
+    expect(rw.identityFor(bare)).not.toBe(rw.identityFor(bare));
   });
 
   it('encodes each list item on its own, so a "," inside a role or a non-ASCII role never changes the other items', () => {
