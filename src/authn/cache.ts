@@ -76,7 +76,9 @@ interface Slot<T> {
  * exact.
  */
 function flatCopy(token: string): string {
-  return Buffer.from(token, 'latin1').toString('latin1');
+  const copy = Buffer.from(token, 'latin1').toString('latin1');
+  // Anything else (never a token that passed the b64token check) is kept as it came.
+  return copy === token ? copy : token;
 }
 
 /**

@@ -77,6 +77,13 @@ describe('TokenCache', () => {
     expect(cache.lookup(`Bearer ${t1}`.slice(7))?.ok).toBe(true);
   });
 
+  it('keeps a token outside latin1 as it came (the kept copy must equal it), so it still hits', () => {
+    const cache = new TokenCache(limits, () => T0);
+    const odd = token('€uro');
+    cache.accept(odd, principal(T0 / 1000 + 600), 0);
+    expect(cache.lookup(odd)?.ok).toBe(true);
+  });
+
   it('a hit carries the principal and never the token: not in JSON, not in a clone to another thread', () => {
     const cache = new TokenCache(limits, () => T0);
     const t1 = token('secret-body');
