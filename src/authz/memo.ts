@@ -6,21 +6,21 @@
  * principal's claims stay frozen; only this side object changes.
  *
  * Why not WeakMaps keyed by the principal (what these memos were): V8 keeps each
- * WeakMap entry as an ephemeron, and a major GC must run a fixpoint over all of them
- * after the ordinary marking. With 35,000 cached tokens and three such WeakMaps, a full
- * GC forced in the built gateway took 204-240 ms, of which 188 ms was
- * `mark.ephemeron.marking` (`--trace-gc-nvp`), plus ~690 ms of background marking; it
- * is what stalled the bench's `fixed-rate` scenario on one core (bench/README.md).
+ * WeakMap entry as an ephemeron, which a major GC revisits until nothing changes, and
+ * every object a cached token keeps is one more each marking visits. With 35,000 cached
+ * tokens, moving these memos onto the principal took a forced full GC from ~235 to
+ * 168-190 ms; fewer objects per token did the rest (bench/README.md, "What a cached
+ * token costs a major GC").
  *
  * A symbol, not enumerable, written before the principal is frozen: JSON, `explain`, a
  * test's deep equality and the structured clone that carries a principal between
  * threads (HTML "StructuredSerialize" copies enumerable string keys only) never see it.
  * A principal built without one (by hand, in a test) is rendered afresh each time.
  *
- * The verifier's principals get it as the last key of their object literal
- * (`[MEMO]: newMemo()`, then {@link hideMemo}): V8 then keeps it inside the object like
- * the claims. Added afterwards ({@link withMemo}), it would take a second object (a
- * property array) per cached token.
+ * A principal gets it as the last key of its object literal (`[MEMO]: newMemo()`, then
+ * {@link hideMemo}): V8 then keeps it inside the object like the claims. Added
+ * afterwards (Object.defineProperty on the finished object), it would take a second
+ * object (a property array) per cached token.
  */
 export const MEMO: unique symbol = Symbol('mfa-gateway principal memo');
 
@@ -45,12 +45,6 @@ export function newMemo(): PrincipalMemo {
 /** Makes the `[MEMO]` key of a principal not yet frozen not enumerable; returns the principal. */
 export function hideMemo<T extends { [MEMO]: PrincipalMemo }>(principal: T): T {
   Object.defineProperty(principal, MEMO, { enumerable: false });
-  return principal;
-}
-
-/** Gives a principal built another way (not frozen yet) its empty memo; returns it. */
-export function withMemo<T extends object>(principal: T): T {
-  Object.defineProperty(principal, MEMO, { value: newMemo(), enumerable: false, writable: false, configurable: false });
   return principal;
 }
 

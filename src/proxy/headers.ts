@@ -173,7 +173,7 @@ export class HeaderRewriter {
       memo.identity = renderIdentity(this.names, p);
       memo.identityOwner = this;
     }
-    return memo.identity!;
+    return memo.identity as readonly string[] | null;
   }
 }
 

@@ -11,17 +11,17 @@ import { describe, expect, it } from 'vitest';
 import { calculateJwkThumbprint, createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import type { Principal } from '../../../src/authz/claims.js';
 import { AssertionSigner } from '../../../src/assertion/signer.js';
-import { withMemo } from '../../../src/authz/memo.js';
+import { hideMemo, MEMO, newMemo } from '../../../src/authz/memo.js';
 
 const T0 = 1_800_000_000_000;
 const dir = mkdtempSync(join(tmpdir(), 'assertion-'));
 
 /** A principal as the verifier makes one: frozen, with its memo (src/authz/memo.ts), where the signer keeps its assertions. */
 function principal(over: Partial<Principal> = {}): Principal {
-  return Object.freeze(withMemo({
+  return Object.freeze(hideMemo({
     issuer: 'corp', iss: 'https://idp.example.com', subject: 'alice', exp: T0 / 1000 + 600, amr: ['pwd', 'otp'], acr: 'urn:mfa', authTime: T0 / 1000 - 120,
     roles: ['reader', 'admin'], scopes: ['orders:read', 'orders:write'], groups: ['ops'], sub: 'alice', sid: 's', jti: 'j', iat: T0 / 1000 - 60,
-    cnfJkt: undefined, clientId: 'app', ...over,
+    cnfJkt: undefined, clientId: 'app', ...over, [MEMO]: newMemo(),
   }));
 }
 

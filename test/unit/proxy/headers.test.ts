@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { ConfigError, compileConfig } from '../../../src/config/load.js';
 import { HeaderRewriter, connectionTokens, encodeIdentityList, encodeIdentityValue, forEachResponseHeader } from '../../../src/proxy/headers.js';
 import type { Principal } from '../../../src/authz/claims.js';
-import { withMemo } from '../../../src/authz/memo.js';
+import { hideMemo, MEMO, newMemo } from '../../../src/authz/memo.js';
 
 const names = compileConfig({ upstreams: { a: { url: 'http://x' } }, routes: [{ path: '/', upstream: 'a', auth: 'none' }] }, tmpdir()).identityHeaders;
 const info = { clientAddress: '10.1.1.1', trustedPeer: false, proto: 'http' as const, requestId: 'rid-1', forwardAuthorization: true };
@@ -60,10 +60,10 @@ describe('HeaderRewriter', () => {
     expect(asObject(rw.rewrite(['authorization', 'Bearer t'], undefined, undefined, undefined, { ...info, forwardAuthorization: false }, null))['authorization']).toBeUndefined();
   });
 
-  // With a memo (src/authz/memo.ts), where the rewriter keeps what it rendered, as the verifier's principals have.
-  const principal = (over: Partial<Principal>): Principal => withMemo({
-    issuer: 'corp', iss: 'https://idp', subject: 'alice', exp: 2e9, amr: ['pwd', 'otp'], acr: 'phr', authTime: 1700000000, roles: ['a', 'b'], scopes: ['read', 'write'], groups: [], ...over,
-  } as Principal);
+  // With a memo (src/authz/memo.ts), where the rewriter keeps what it rendered, as the verifier's principals have (unfrozen, so reads can be counted).
+  const principal = (over: Partial<Principal>): Principal => hideMemo({
+    issuer: 'corp', iss: 'https://idp', subject: 'alice', exp: 2e9, amr: ['pwd', 'otp'], acr: 'phr', authTime: 1700000000, roles: ['a', 'b'], scopes: ['read', 'write'], groups: [], ...over, [MEMO]: newMemo(),
+  } as Principal & { [MEMO]: ReturnType<typeof newMemo> });
 
   it('injects identity headers of a principal, once computed per principal', () => {
     const p = principal({});
