@@ -11,7 +11,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { CompiledConfig, CompiledIssuer } from '../config/state.js';
-import { refreezePrincipal, type Principal } from '../authz/claims.js';
+import { sealPrincipal, type Principal } from '../authz/claims.js';
 import { GatewayError } from '../errors.js';
 import { jwsForm } from './extract.js';
 import { cacheLimits, sameCacheLimits, TokenCache } from './cache.js';
@@ -387,13 +387,13 @@ class TokenVerifier implements Verifier {
       // Judged by settings a reload has replaced meanwhile: answered, never remembered.
       return this.current(runtime) ? this.remember(token, failure) : failure;
     }
-    if (!this.current(runtime)) return { ok: true, principal: refreezePrincipal(result.principal) };
+    if (!this.current(runtime)) return { ok: true, principal: sealPrincipal(result.principal) };
     return this.accept(token, issuer, result.principal);
   }
 
   /** Caches the verified claims (never a decision) until exp, at most maxTtl. */
   private accept(token: string, issuer: CompiledIssuer, received: Principal): VerifyResult {
-    return this.cache.accept(token, refreezePrincipal(received), issuer.clockToleranceSec);
+    return this.cache.accept(token, sealPrincipal(received), issuer.clockToleranceSec);
   }
 
   private remember(token: string, failure: TokenFailure): TokenFailure {

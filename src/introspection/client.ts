@@ -30,7 +30,7 @@
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { LRUCache } from 'lru-cache';
-import { principalFrom, type Principal, type PrincipalSource } from '../authz/claims.js';
+import { principalFrom, sealPrincipal, type Principal, type PrincipalSource } from '../authz/claims.js';
 import { jsonDepthWithin, MAX_JSON_DEPTH } from '../authn/jws.js';
 
 export type IntrospectionFailureReason = 'inactive' | 'invalid_response' | 'unavailable';
@@ -380,7 +380,8 @@ export function readIntrospectionAnswer(status: number, contentType: string | nu
   // A token bound by a method the gateway cannot check is the token's problem, not the IdP's.
   if (principal === 'binding_unsupported') return failure('inactive', principal);
   if (typeof principal === 'string') return failure('invalid_response', principal);
-  return Object.freeze({ ok: true, principal, claims });
+  // Kept in the introspection cache: sealed, so its audit and header text is made once.
+  return Object.freeze({ ok: true, principal: sealPrincipal(principal), claims });
 }
 
 export interface SecretSource {

@@ -5,7 +5,7 @@
  */
 import type { JWK } from 'jose';
 import type { GatewayState } from '../config/state.js';
-import { refreezePrincipal } from '../authz/claims.js';
+import { sealPrincipal } from '../authz/claims.js';
 import { cacheLimits, TokenCache } from '../authn/cache.js';
 import { tokenFailure } from '../authn/failures.js';
 import { singleFlight } from '../authn/single-flight.js';
@@ -73,7 +73,7 @@ export class RemoteVerifier implements Verifier {
   private keep(cache: TokenCache, token: string, r: VerifyResult): VerifyResult {
     const current = cache === this.cache;
     if (!r.ok) return current ? cache.remember(token, Object.freeze(r)) : r;
-    const principal = refreezePrincipal(r.principal);
+    const principal = sealPrincipal(r.principal);
     if (!current) return { ok: true, principal };
     return cache.accept(token, principal, this.state().issuerByName.get(principal.issuer)?.clockToleranceSec ?? 0);
   }

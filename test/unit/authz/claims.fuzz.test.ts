@@ -1,5 +1,5 @@
 /**
- * Property-based test of refreezePrincipal's value sharing (src/authz/claims.ts): a
+ * Property-based test of sealPrincipal's value sharing (src/authz/claims.ts): a
  * principal that crossed a thread comes back with every value as it was, whichever
  * values and lists earlier principals left in the shared tables, and equal lists come
  * back as one copy. A fixed seed in the normal run;
@@ -7,7 +7,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { refreezePrincipal, type Principal } from '../../../src/authz/claims.js';
+import { sealPrincipal, type Principal } from '../../../src/authz/claims.js';
 
 const RUNS = Number.parseInt(process.env['FUZZ_RUNS'] ?? '', 10) || 300;
 const SEED = process.env['FUZZ_SEED'] ? Number.parseInt(process.env['FUZZ_SEED'], 10) : 42;
@@ -31,7 +31,7 @@ const BASE: Principal = {
   clientId: undefined,
 };
 
-describe('refreezePrincipal (property-based)', () => {
+describe('sealPrincipal (property-based)', () => {
   it('leaves every value as it was, for many principals sharing values and not', () => {
     // Shared short values, arbitrary short ones, and ones too long to be shared.
     const value = fc.oneof(fc.constantFrom('pwd', 'otp', 'openid', 'a', ''), fc.string({ unit: 'binary', maxLength: 8 }), fc.string({ minLength: 120, maxLength: 140 }));
@@ -52,7 +52,7 @@ describe('refreezePrincipal (property-based)', () => {
         for (const fields of rows) {
           const original: Principal = { ...BASE, ...fields };
           const copy = structuredClone(original);
-          const back = refreezePrincipal(copy);
+          const back = sealPrincipal(copy);
           expect(back).toEqual(original);
           for (const v of [back, back.amr, back.roles, back.scopes, back.groups]) if (v) expect(Object.isFrozen(v)).toBe(true);
           // Equal lists are one copy (the table holds far more than a run makes).

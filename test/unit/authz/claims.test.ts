@@ -1,6 +1,6 @@
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { claimAt, parseClaimPath, principalFrom, refreezePrincipal, scopeValues, stringValues, type Principal, type PrincipalSource } from '../../../src/authz/claims.js';
+import { claimAt, parseClaimPath, principalFrom, sealPrincipal, scopeValues, stringValues, type Principal, type PrincipalSource } from '../../../src/authz/claims.js';
 import { compileConfig } from '../../../src/config/load.js';
 import { memoOf } from '../../../src/authz/memo.js';
 
@@ -213,12 +213,12 @@ describe('principalFrom', () => {
     });
   });
 
-  it('refreezePrincipal freezes a structured clone again as an equal principal, lists included, with a memo of its own', () => {
+  it('sealPrincipal freezes a structured clone again as an equal principal, lists included, with a memo of its own', () => {
     const original = accepted({ iss: 'x', sub: 'a', exp: 1, amr: ['pwd'], realm_access: { roles: ['r'] }, scope: 's', groups: ['g'] });
     const p = structuredClone(original);
     expect(Object.isFrozen(p)).toBe(false);
     expect(memoOf(p)).toBeUndefined(); // the clone carries no memo (a symbol key)
-    const f = refreezePrincipal(p);
+    const f = sealPrincipal(p);
     expect(f).toEqual(original);
     for (const v of [f, f.amr, f.roles, f.scopes, f.groups]) expect(Object.isFrozen(v)).toBe(true);
     expect(memoOf(f)).toBeDefined();
@@ -226,9 +226,9 @@ describe('principalFrom', () => {
   });
 
   it('principals with equal lists share one frozen copy of each; unequal lists never do', () => {
-    const a = refreezePrincipal(structuredClone(accepted({ iss: 'x', sub: 'a', exp: 1, amr: ['pwd', 'otp'], realm_access: { roles: ['r1', 'r2'] }, scope: 'read write' })));
-    const b = refreezePrincipal(structuredClone(accepted({ iss: 'x', sub: 'b', exp: 1, amr: ['pwd', 'otp'], realm_access: { roles: ['r1', 'r2'] }, scope: 'read write' })));
-    const c = refreezePrincipal(structuredClone(accepted({ iss: 'x', sub: 'c', exp: 1, amr: ['pwd'], realm_access: { roles: ['r1,r2'] }, scope: 'read' })));
+    const a = sealPrincipal(structuredClone(accepted({ iss: 'x', sub: 'a', exp: 1, amr: ['pwd', 'otp'], realm_access: { roles: ['r1', 'r2'] }, scope: 'read write' })));
+    const b = sealPrincipal(structuredClone(accepted({ iss: 'x', sub: 'b', exp: 1, amr: ['pwd', 'otp'], realm_access: { roles: ['r1', 'r2'] }, scope: 'read write' })));
+    const c = sealPrincipal(structuredClone(accepted({ iss: 'x', sub: 'c', exp: 1, amr: ['pwd'], realm_access: { roles: ['r1,r2'] }, scope: 'read' })));
     expect(a.amr).toBe(b.amr);
     expect(a.roles).toBe(b.roles);
     expect(a.scopes).toBe(b.scopes);
@@ -239,9 +239,13 @@ describe('principalFrom', () => {
     expect(a.sub).toBe(a.subject);
   });
 
-  it('refreezePrincipal takes a principal that never crossed a thread (verifier.threads: 0) as it is', () => {
+  it('sealPrincipal seals a principal built on this thread (verifier.threads: 0) once, and a sealed one is kept as it is', () => {
     const p = accepted({ iss: 'x', sub: 'a', exp: 1, amr: ['pwd'] });
     expect(Object.isFrozen(p)).toBe(true);
-    expect(refreezePrincipal(p)).toBe(p);
+    expect(memoOf(p)).toBeUndefined(); // principalFrom makes none: a worker's would be lost to the clone
+    const sealed = sealPrincipal(p);
+    expect(sealed).toEqual(p);
+    expect(memoOf(sealed)).toBeDefined();
+    expect(sealPrincipal(sealed)).toBe(sealed);
   });
 });

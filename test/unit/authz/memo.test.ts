@@ -3,7 +3,7 @@
  * principal lives on it, out of sight of everything that reads or copies the claims.
  */
 import { describe, expect, it } from 'vitest';
-import { principalFrom, type Principal } from '../../../src/authz/claims.js';
+import { principalFrom, sealPrincipal, type Principal } from '../../../src/authz/claims.js';
 import { MEMO, memoOf } from '../../../src/authz/memo.js';
 import { parseClaimPath } from '../../../src/authz/claims.js';
 
@@ -12,7 +12,7 @@ const issuer = { name: 'corp', claims: { subject: parseClaimPath('sub'), roles: 
 function verified(): Principal {
   const p = principalFrom({ iss: 'https://idp', sub: 'alice', exp: 2e9, amr: ['pwd', 'otp'], roles: ['admin'], scope: 'read' }, issuer);
   if (typeof p === 'string') throw new Error(p);
-  return p;
+  return sealPrincipal(p);
 }
 
 describe('principal memo', () => {
