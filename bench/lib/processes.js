@@ -20,16 +20,29 @@ const FLOOR = join(ROOT, 'bench', 'floor.js');
 /** Connections of the gateway's upstream pool in the bench config, and of the floor's. */
 export const UPSTREAM_CONNECTIONS = 128;
 
-/** A free loopback port: listen on 0, read the port, close. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
+/**
+ * Ports this run has handed out: listening on port 0 twice in a row may give the same
+ * port both times once the first probe has closed (266 repeats in 2,000 probes on the
+ * development machine; once a gateway got the same port for `listen` and `admin`).
+ */
+const handedOut = new Set();
+
+/** A free loopback port: listen on 0, read the port, close; never the same twice in one process. */
+export async function freePort() {
+  for (;;) {
+    const port = await new Promise((resolve, reject) => {
+      const srv = createServer();
+      srv.once('error', reject);
+      srv.listen(0, '127.0.0.1', () => {
+        const { port } = srv.address();
+        srv.close(() => resolve(port));
+      });
     });
-  });
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 const KEEP = 8 * 1024;

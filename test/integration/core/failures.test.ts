@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { request as httpRequest } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
+import { freePort } from '../authn/idp.js';
 import { baseConfig, startGatewayProcess, startUpstream, writeConfig, type GatewayProcess, type Upstream } from '../harness.js';
 
 // Upstream failures: refused → 502, timeouts → 504, death mid-body → closed
@@ -24,14 +24,6 @@ async function up(handler: Parameters<typeof startUpstream>[0], readBody = true)
   const u = await startUpstream(handler, { readBody });
   cleanups.push(() => u.close());
   return u;
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
 }
 
 describe('upstream failures', () => {

@@ -6,21 +6,10 @@
  * answers with the status, challenge and echoed headers the tour announces.
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, spawnDemo } from './helpers.js';
 import { recordOutput, tokensFile } from '../leaks.js';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../authn/idp.js';
 
 interface Step {
   n: number;
