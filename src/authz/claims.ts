@@ -282,8 +282,9 @@ export function shared(value: string): string {
  * scope sets between them, so most principals share theirs.
  */
 const sharedLists = new Map<string, readonly string[]>();
-const SHARED_LISTS_MAX = 10_000;
-const SHARED_LIST_CHARS = 512;
+/** Exported for the property test, which models the bound. */
+export const SHARED_LISTS_MAX = 10_000;
+export const SHARED_LIST_CHARS = 512;
 const NO_VALUES: readonly string[] = Object.freeze([]);
 
 function sharedList(list: readonly string[]): readonly string[] {
