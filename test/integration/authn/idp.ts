@@ -244,6 +244,14 @@ export function manualTimers(): {
 }
 
 /**
+ * A loopback port nothing listens on, for connection-refused cases: below the ephemeral
+ * range (/proc/sys/net/ipv4/ip_local_port_range), so no server a test starts on port 0
+ * can be given it, as it could a port that was free a moment ago; and not one of the
+ * Fetch standard's "bad ports", which fetch() refuses without connecting (1 and 9 are).
+ */
+export const REFUSED_PORT = 2;
+
+/**
  * Ports this process has handed out: listening on port 0 twice in a row may well give
  * the same port both times once the first probe has closed (measured here: 266 repeats
  * in 2,000 probes), and two servers of one test must never be given the same one.

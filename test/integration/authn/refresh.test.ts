@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { KeyStore, REFRESH, type KeyStatus } from '../../../src/authn/jwks.js';
-import { configWith, freePort, makeKey, manualTimers, startIdp, testClock, type IdpServer, type TestKey } from './idp.js';
+import { configWith, freePort, makeKey, manualTimers, REFUSED_PORT, startIdp, testClock, type IdpServer, type TestKey } from './idp.js';
 
 let key: TestKey;
 beforeAll(async () => {
@@ -120,7 +120,7 @@ describe('while the IdP is down', () => {
   });
 
   it('never waits less than 1 s between attempts, whatever the cooldown', async () => {
-    const s = keyStore({ jwksUri: `http://127.0.0.1:${await freePort()}/certs` }, { cooldownMs: 0 });
+    const s = keyStore({ jwksUri: `http://127.0.0.1:${REFUSED_PORT}/certs` }, { cooldownMs: 0 });
     await s.store.load();
     await s.tick();
     await s.tick();
@@ -128,7 +128,7 @@ describe('while the IdP is down', () => {
   });
 
   it('a cooldown under 20 s is the cap; jitter only ever shortens a delay, by up to 10 %', async () => {
-    const s = keyStore({ jwksUri: `http://127.0.0.1:${await freePort()}/certs` }, { cooldownMs: 5000, random: () => 0.5 });
+    const s = keyStore({ jwksUri: `http://127.0.0.1:${REFUSED_PORT}/certs` }, { cooldownMs: 5000, random: () => 0.5 });
     await s.store.load();
     for (let i = 0; i < 4; i++) await s.tick();
     expect(s.timers.scheduled).toEqual([950, 1900, 3800, 4750, 4750]);

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { request as httpRequest } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import { freePort } from '../authn/idp.js';
+import { REFUSED_PORT } from '../authn/idp.js';
 import { baseConfig, startGatewayProcess, startUpstream, writeConfig, type GatewayProcess, type Upstream } from '../harness.js';
 
 // Upstream failures: refused → 502, timeouts → 504, death mid-body → closed
@@ -28,7 +28,7 @@ async function up(handler: Parameters<typeof startUpstream>[0], readBody = true)
 
 describe('upstream failures', () => {
   it('answers 502 when the upstream refuses the connection', async () => {
-    const gw = await gatewayFor(`http://127.0.0.1:${await freePort()}`);
+    const gw = await gatewayFor(`http://127.0.0.1:${REFUSED_PORT}`);
     const res = await request(`${gw.url}/x`);
     const body = (await res.body.json()) as Record<string, string>;
     expect(res.statusCode).toBe(502);

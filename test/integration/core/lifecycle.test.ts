@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { ROOT, baseConfig, runCli, startGatewayProcess, startUpstream, writeConfig } from '../harness.js';
+import { freePort } from '../authn/idp.js';
 
 describe('lifecycle', () => {
   it('serves /healthz and /readyz on the admin listener only', async () => {
@@ -69,10 +70,7 @@ describe('lifecycle', () => {
   it('exits 1 when another gateway already listens on the port (no silent SO_REUSEPORT sharing)', async () => {
     // A fixed port for both, as operators configure it (a port-0 bind never joins a
     // SO_REUSEPORT group, so it would not show the problem).
-    const probe = createServer();
-    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-    const port = (probe.address() as AddressInfo).port;
-    await new Promise((r) => probe.close(r));
+    const port = await freePort();
     const config = {
       ...baseConfig({ upstreams: { u: { url: 'http://127.0.0.1:1' } }, routes: [{ path: '/', upstream: 'u', auth: 'none' }] }),
       listen: { host: '127.0.0.1', port },

@@ -5,13 +5,12 @@
  * calls coalesced and bounded (counted at the IdP), the IdP down, slow, or refusing the
  * gateway's credentials → unavailable (the caller's 503, never an allow).
  */
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { calculateJwkThumbprint } from 'jose';
 import { parseClaimPath } from '../../../src/authz/claims.js';
 import { IntrospectionClient, type IntrospectionClientOptions } from '../../../src/introspection/client.js';
 import { outputSink } from '../leaks.js';
+import { REFUSED_PORT } from '../authn/idp.js';
 import { dpopKey, GATEWAY_CLIENT_ID, GATEWAY_SECRET, OPAQUE_API, OPAQUE_API_AUDIENCE, startTestOp, type TestOp } from '../op.js';
 
 const logSink = outputSink('introspection-log');
@@ -162,11 +161,7 @@ describe('concurrency', () => {
 
 describe('the IdP unreachable, slow, or refusing the gateway', () => {
   it('down (connection refused): unavailable, not cached', async () => {
-    const closed = createServer();
-    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', () => resolve()));
-    const port = (closed.address() as AddressInfo).port;
-    await new Promise<void>((resolve) => closed.close(() => resolve()));
-    const { client, logs } = harness({ endpoint: `http://127.0.0.1:${port}/token/introspection` });
+    const { client, logs } = harness({ endpoint: `http://127.0.0.1:${REFUSED_PORT}/token/introspection` });
     expect(await client.introspect('opaque-token-for-a-down-idp')).toEqual({ ok: false, reason: 'unavailable', detail: 'econnrefused' });
     expect(client.stats().cached).toBe(0);
     expect(logs).toEqual([{ level: 'warn', msg: 'token introspection failed', fields: { issuer: 'op', reason: 'unavailable', detail: 'econnrefused' } }]);

@@ -15,14 +15,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import { exportSPKI, type JWTPayload } from 'jose';
 import { baseConfig, startGatewayProcess, startUpstream, tempDir, writeConfig, type GatewayProcess, type Upstream } from '../harness.js';
-import { b64, makeKey, sign, signRawRs256, startIdp, startTrap, type IdpServer, type MintOptions, type TestKey } from '../authn/idp.js';
+import { b64, makeKey, REFUSED_PORT, sign, signRawRs256, startIdp, startTrap, type IdpServer, type MintOptions, type TestKey } from '../authn/idp.js';
 import { recordToken } from '../leaks.js';
 
 let rs: TestKey;
@@ -97,10 +97,6 @@ beforeAll(async () => {
     res.setHeader('content-type', 'text/plain');
     res.end('ok');
   });
-  const closed = createNetServer();
-  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
-  const deadPort = (closed.address() as AddressInfo).port;
-  await new Promise<void>((r) => closed.close(() => r()));
 
   dir = tempDir('mfa-audit-trail-');
   gw = await startGatewayProcess(
@@ -123,7 +119,7 @@ beforeAll(async () => {
         ],
         upstreams: {
           app: { url: up.url },
-          dead: { url: `http://127.0.0.1:${deadPort}` },
+          dead: { url: `http://127.0.0.1:${REFUSED_PORT}` },
           slow: { url: up.url, timeouts: { headers: '300ms' } },
           tight: { url: up.url, connections: 1, maxQueue: 0 },
         },
