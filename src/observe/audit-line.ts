@@ -55,16 +55,15 @@ function list(items: readonly string[] | null): string {
   return `${out}]`;
 }
 
-/*
- * The part of a line a principal decides (issuer, subject, amr, acr, token_hash) is
- * remembered in the principal's memo (src/authz/memo.ts): a cached token's principal is
- * one object for as long as it is cached, so a cache hit's line needs none of these
- * escaped again.
- */
 /** The route and upstream part, per route name (config names: a bounded set). */
 const routeParts = new Map<string | null, Map<string | null, string>>();
 
 /**
+ * The part of a line a principal decides (issuer, subject, amr, acr, token_hash),
+ * remembered in the principal's memo (src/authz/memo.ts) by auditLine: a cached token's
+ * principal is one object for as long as it is cached, so a cache hit's line needs none
+ * of these escaped again.
+ *
  * Joined rather than concatenated: V8 keeps a concatenation as a tree of its pieces (a
  * cons string, ~13 nodes here) until something needs it flat, and this text lives as
  * long as its principal is cached. `join` writes one flat string: a heap snapshot after
