@@ -15,7 +15,8 @@
  *   - the worker path: the same verifier with `threads` 1 and 2 (the Piscina pool, batches
  *     of up to `verifier.concurrency` tokens per worker), 1 / 8 / 64 never-seen tokens in
  *     flight, each line with its ratio to plain jose `jwtVerify` (imported key, its best
- *     line) and to raw node:crypto on one thread: the pool's overhead as a number.
+ *     line) and to raw node:crypto on one thread: the pool's overhead as a number, and
+ *     (on Linux) the main thread's share of the CPU per verification beside the rest's.
  *     `taskset -c 0 npm run bench:micro` confines it all to one core, as the bench pins
  *     the gateway
  *   - policy evaluation (dist/authz/decide.js), finding the token (dist/authn/extract.js)
@@ -59,6 +60,20 @@ const IN_FLIGHT = [1, 8, 64];
  * the next item of it instead (`fn(item)`, each once) and the run also ends when it is
  * used up (`ranOut`): for calls that each need a never-seen token.
  */
+/**
+ * CPU time of this process's main thread so far, in µs, or NaN where Linux's per-thread
+ * `schedstat` (nanoseconds on the CPU) is not there. process.cpuUsage() counts every
+ * thread; this one tells the main thread's share of a worker-path verification from the
+ * worker's, libuv's thread pool's and V8's own threads'.
+ */
+function mainThreadCpuUs() {
+  try {
+    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1000;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 async function timeInFlight(fn, inFlight, supply = null) {
   let i = 0;
   const lane = async (end) => {
@@ -72,12 +87,20 @@ async function timeInFlight(fn, inFlight, supply = null) {
   const lanes = (end) => Promise.all(Array.from({ length: inFlight }, () => lane(end)));
   await lanes(performance.now() + Math.min(200, TIME_MS / 4));
   const cpu0 = process.cpuUsage();
+  const main0 = mainThreadCpuUs();
   const t0 = performance.now();
   const ops = (await lanes(t0 + TIME_MS)).reduce((a, n) => a + n, 0);
   const wallMs = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
+  const mainUs = mainThreadCpuUs() - main0;
   const cpuUs = cpu.user + cpu.system;
-  return { opsPerSec: (ops / wallMs) * 1000, cores: cpuUs / 1000 / wallMs, cpuUsPerOp: cpuUs / ops, ranOut: supply !== null && i >= supply.length };
+  return {
+    opsPerSec: (ops / wallMs) * 1000,
+    cores: cpuUs / 1000 / wallMs,
+    cpuUsPerOp: cpuUs / ops,
+    mainUsPerOp: mainUs / ops,
+    ranOut: supply !== null && i >= supply.length,
+  };
 }
 
 /** Measures `fn` at every IN_FLIGHT and reports each. */
@@ -277,11 +300,13 @@ try {
             const p = plain[alg];
             const vsJose = m.opsPerSec / p.jose.opsPerSec;
             const note =
-              `${m.cores.toFixed(2)} cores, ${m.cpuUsPerOp.toFixed(1)} µs CPU/op; × jose ${vsJose.toFixed(2)} (CPU/op ${(m.cpuUsPerOp / p.jose.cpuUsPerOp).toFixed(2)}×), ` +
+              `${m.cores.toFixed(2)} cores, ${m.cpuUsPerOp.toFixed(1)} µs CPU/op` +
+              (Number.isFinite(m.mainUsPerOp) ? ` (main thread ${m.mainUsPerOp.toFixed(1)}, other threads ${(m.cpuUsPerOp - m.mainUsPerOp).toFixed(1)})` : '') +
+              `; × jose ${vsJose.toFixed(2)} (CPU/op ${(m.cpuUsPerOp / p.jose.cpuUsPerOp).toFixed(2)}×), ` +
               `× node:crypto ${(m.opsPerSec / p.cryptoOps).toFixed(2)}, concurrency ${cfg.verifier.concurrency}` +
               (m.ranOut ? '; ran out of tokens early' : '') +
               (refused ? `; ${refused} REFUSED` : '');
-            report('worker', name, m.opsPerSec, note, { threads, alg, inFlight, cores: m.cores, cpuUsPerOp: m.cpuUsPerOp, vsJose, vsCrypto: m.opsPerSec / p.cryptoOps, refused });
+            report('worker', name, m.opsPerSec, note, { threads, alg, inFlight, cores: m.cores, cpuUsPerOp: m.cpuUsPerOp, mainUsPerOp: Number.isFinite(m.mainUsPerOp) ? m.mainUsPerOp : null, vsJose, vsCrypto: m.opsPerSec / p.cryptoOps, refused });
           } catch (err) {
             skipped('worker', name, err.message);
           } finally {
