@@ -7,7 +7,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import YAML from 'yaml';
 import { pinnedCommand } from './placement.js';
@@ -20,30 +19,7 @@ const FLOOR = join(ROOT, 'bench', 'floor.js');
 /** Connections of the gateway's upstream pool in the bench config, and of the floor's. */
 export const UPSTREAM_CONNECTIONS = 128;
 
-/**
- * Ports this run has handed out: listening on port 0 twice in a row may give the same
- * port both times once the first probe has closed (266 repeats in 2,000 probes on the
- * development machine; once a gateway got the same port for `listen` and `admin`).
- */
-const handedOut = new Set();
-
-/** A free loopback port: listen on 0, read the port, close; never the same twice in one process. */
-export async function freePort() {
-  for (;;) {
-    const port = await new Promise((resolve, reject) => {
-      const srv = createServer();
-      srv.once('error', reject);
-      srv.listen(0, '127.0.0.1', () => {
-        const { port } = srv.address();
-        srv.close(() => resolve(port));
-      });
-    });
-    if (!handedOut.has(port)) {
-      handedOut.add(port);
-      return port;
-    }
-  }
-}
+export { freePort } from './ports.js';
 
 const KEEP = 8 * 1024;
 /** Spawns argv; keeps the tail of stderr (and stdout when piped) for error messages. */

@@ -251,26 +251,8 @@ export function manualTimers(): {
  */
 export const REFUSED_PORT = 2;
 
-/**
- * Ports this process has handed out: listening on port 0 twice in a row may well give
- * the same port both times once the first probe has closed (measured here: 266 repeats
- * in 2,000 probes), and two servers of one test must never be given the same one.
- */
-const handedOut = new Set<number>();
-
-/** A port that was free a moment ago (bound to port 0, then closed), for a server started later; never the same twice in one process. */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const probe = createServer();
-    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-    const port = (probe.address() as AddressInfo).port;
-    await new Promise((r) => probe.close(r));
-    if (!handedOut.has(port)) {
-      handedOut.add(port);
-      return port;
-    }
-  }
-}
+/** A free loopback port, never the same twice in one process: the bench's helper, one set of ports for both. */
+export { freePort } from '../../../bench/lib/ports.js';
 
 /** Builds a compiled config with these issuers and verifier settings (threads 0 unless given). */
 export function configWith(issuers: object[], verifier: Record<string, unknown> = {}): CompiledConfig {
