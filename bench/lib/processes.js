@@ -10,6 +10,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import YAML from 'yaml';
 import { pinnedCommand } from './placement.js';
+import { freePort } from './ports.js';
 import { ALGORITHMS, AUDIENCE, ISSUER, KID, ROLE, SCOPE } from './tokens.js';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
@@ -19,7 +20,7 @@ const FLOOR = join(ROOT, 'bench', 'floor.js');
 /** Connections of the gateway's upstream pool in the bench config, and of the floor's. */
 export const UPSTREAM_CONNECTIONS = 128;
 
-export { freePort } from './ports.js';
+export { freePort };
 
 const KEEP = 8 * 1024;
 /** Spawns argv; keeps the tail of stderr (and stdout when piped) for error messages. */
