@@ -54,13 +54,6 @@ function report(group, name, opsPerSec, note = '', extra = {}) {
 const IN_FLIGHT = [1, 8, 64];
 
 /**
- * Keeps `inFlight` calls of the async `fn(i)` going until TIME_MS has passed (after a
- * short warm-up). Returns ops/s, and the process's CPU (every thread, libuv's pool
- * included) per op and per second of wall time (`cores`). With `supply`, each call gets
- * the next item of it instead (`fn(item)`, each once) and the run also ends when it is
- * used up (`ranOut`): for calls that each need a never-seen token.
- */
-/**
  * CPU time of this process's main thread so far, in µs, or NaN where Linux's per-thread
  * `schedstat` (nanoseconds on the CPU) is not there. process.cpuUsage() counts every
  * thread; this one tells the main thread's share of a worker-path verification from the
@@ -74,6 +67,14 @@ function mainThreadCpuUs() {
   }
 }
 
+/**
+ * Keeps `inFlight` calls of the async `fn(i)` going until TIME_MS has passed (after a
+ * short warm-up). Returns ops/s, and the process's CPU (every thread, libuv's pool
+ * included) per op and per second of wall time (`cores`), and the main thread's alone per
+ * op (`mainUsPerOp`, NaN off Linux). With `supply`, each call gets
+ * the next item of it instead (`fn(item)`, each once) and the run also ends when it is
+ * used up (`ranOut`): for calls that each need a never-seen token.
+ */
 async function timeInFlight(fn, inFlight, supply = null) {
   let i = 0;
   const lane = async (end) => {

@@ -219,8 +219,8 @@ export async function runSuite(options = {}) {
       log(`▶ ${s.name}: ${s.what}`);
       try {
         const ctx = { o, targets, unavailable, tokens, connections, log, tty, signal: options.signal, byName, upstreamPid: targets.upstream.pid, gatewayCores: gatewayCores(placement), ...(s.rate ? { rate: rate.rps } : {}) };
-        // An open-loop row's tail is about pauses: the gateway's own account of them, from before to after.
-        const watchPauses = Boolean((s.rate || s.watchPauses) && GATEWAY_NAMES[s.target]);
+        // A latency row's tail is about pauses: the gateway's own account of them, from before to after.
+        const watchPauses = Boolean(s.watchPauses && GATEWAY_NAMES[s.target]);
         const pausesBefore = watchPauses ? await gatewayPauses(targets[s.target]) : null;
         const tcpBefore = watchPauses ? tcpCounters() : null;
         Object.assign(row, await measureScenario(s, ctx));
@@ -431,8 +431,8 @@ async function gatewayPauses(gw) {
 }
 
 /**
- * The gateway's pauses over an open-loop row, or one that asks for them (`watchPauses`),
- * its slices and its partner's included. A p99 far
+ * The gateway's pauses over a row that asks for them (`watchPauses`: `fixed-rate`,
+ * `slow-upstream`), its slices and its partner's included. A p99 far
  * above the floor's with no long GC pause, no long event-loop delay and no
  * retransmission means the loop ran, but slowly: on the pinned core, that was a major
  * GC's concurrent marking taking the core from it (README "Benchmarks", `fixed-rate`).

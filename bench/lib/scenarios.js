@@ -12,7 +12,7 @@
  * - `pairedWith`: scenarios measured interleaved with this one, in the same seconds
  * - `rate`: open loop at a fixed rate (bench/lib/load.js drivePaced), set by run.js
  * - `watchPauses`: note the gateway's major GCs, longest event-loop delay and TCP
- *   retransmissions over the run, as every `rate` row does (run.js notePauses)
+ *   retransmissions over the run (run.js notePauses): for rows whose budget is latency
  * - `conn`: which connection count applies: 'main' (--connections), 'body' (--body-connections)
  * - `target: 'gatewayRedis'`: a second gateway, the same config with `state.store: redis`
  *   (processes.js redisExtra), against the bench's own redis-server
@@ -289,11 +289,10 @@ export const SCENARIOS = [
     conn: 'main',
     baseline: 'direct-slow',
     // Interleaved with its baseline: run late in the table, it measured p50 +3.8 and
-    // +6.6 ms over a direct-slow taken in the first minute, and +0.3 ms when the two ran
-    // back to back. (Interleaved, a full run still measured +3.1: bench/budgets.yaml.)
+    // +6.6 ms over a direct-slow taken in the first minute, +0.3 ms back to back. It has
+    // still been slower late in a full run (bench/budgets.yaml), so the note says
+    // whether the gateway paused meanwhile.
     pairedWith: ['direct-slow'],
-    // Late in a full run it has been slower than its baseline (bench/budgets.yaml): the
-    // note says whether the gateway paused for GC meanwhile.
     watchPauses: true,
     what: 'the upstream takes 50 ms: the gateway must add no queueing (throughput = connections / 50 ms, latency ≈ 50 ms); interleaved with direct-slow',
   },
@@ -315,6 +314,7 @@ export const SCENARIOS = [
     path: '/api/hello',
     token: 'cached',
     rate: true,
+    watchPauses: true,
     expect: '2xx',
     conn: 'main',
     floor: 'floor-fixed-rate',
